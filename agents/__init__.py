@@ -1,0 +1,1 @@
+"""personagraph.agents: LLM-facing deciders (reflector, planner, backends). Not built yet: see the issues."""

@@ -1,0 +1,1 @@
+"""personagraph.graphs: LangGraph state machines (reflection, respond, spec). Not built yet: see the issues."""

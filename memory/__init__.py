@@ -1,0 +1,23 @@
+"""personagraph.memory: records, indexes, graph and retrieval. Never calls an LLM."""
+
+from .api import ForgetReceipt, Memory, RetrievedItem, SearchResult
+from .embedding import Bm25Encoder, Embedder, MiniLMEmbedder
+from .errors import (
+    ConfigurationError,
+    IngestFormatError,
+    InvalidRecordError,
+    InvalidScopeError,
+    PersonagraphError,
+    RecordNotFoundError,
+)
+from .models import Entity, Episode, Event, Fact, Profile, ProfileValue, Relation
+from .records import RecordStore
+from .retrieval import RetrievalConfig
+from .scope import Scope
+
+__all__ = [
+    "Bm25Encoder", "ConfigurationError", "Embedder", "Entity", "Episode", "Event", "Fact",
+    "ForgetReceipt", "IngestFormatError", "InvalidRecordError", "InvalidScopeError", "Memory",
+    "MiniLMEmbedder", "PersonagraphError", "Profile", "ProfileValue", "RecordNotFoundError",
+    "RecordStore", "Relation", "RetrievalConfig", "RetrievedItem", "Scope", "SearchResult",
+]

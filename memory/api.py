@@ -1,0 +1,500 @@
+"""The memory facade: every read and write of a user's memory goes through `Memory`.
+
+Write path: validate → embed → one atomic record batch (records + a journal entry) → index
+upsert/delete → clear the journal entry → update the cached graph. A crash after the record
+batch leaves the journal entry, and `reconcile()` (run on open) replays it onto the index.
+Search hydrates every hit from the record store, so an index point without a record (an
+orphan) is never returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, Field, ValidationError
+
+from .cascade import plan_event_cascade
+from .embedding import Bm25Encoder, Embedder
+from .errors import InvalidRecordError, RecordNotFoundError
+from .graph import GraphCache, ScopeGraph
+from .index.base import OPEN_END, OPEN_START, IndexPoint, IndexQuery, VectorIndex, ts
+from .models import (
+    RECORD_KINDS,
+    Entity,
+    Episode,
+    Event,
+    Fact,
+    Profile,
+    Record,
+    RecordKind,
+    Relation,
+    entity_key,
+    now,
+)
+from .profile import derive_profile
+from .records import RecordStore
+from .retrieval import Key, RetrievalConfig, pack, recency_ranking, rrf_fuse
+from .scope import Scope
+
+INDEXED_KINDS: tuple[RecordKind, ...] = ("event", "episode", "fact")
+R = TypeVar("R", bound=Record)
+
+
+class RetrievedItem(BaseModel):
+    kind: RecordKind
+    id: str
+    text: str
+    score: float
+    stages: dict[str, int] = Field(description="retrieval stage -> rank of this item there (1-based)")
+    sources: list[str] = Field(description="event ids behind the item (an event is its own source)")
+    time: datetime | None = None
+
+
+class SearchResult(BaseModel):
+    query: str
+    items: list[RetrievedItem]
+    tokens: int = Field(description="context tokens of the packed items")
+    timings_ms: dict[str, float]
+
+
+class ForgetReceipt(BaseModel):
+    scope: Scope
+    target: str
+    records_deleted: dict[str, int]
+    records_updated: int = 0
+    index_points_deleted: int
+    graph_nodes_deleted: int = 0
+    graph_edges_deleted: int = 0
+    residue: dict[str, int] = Field(description="what is left of the target per store; all zero when complete")
+
+    @property
+    def complete(self) -> bool:
+        return not any(self.residue.values())
+
+
+def _coerce(model: type[R], value: R | dict[str, Any]) -> R:
+    if isinstance(value, model):
+        return value
+    if isinstance(value, BaseModel):
+        raise InvalidRecordError(f"expected a {model.__name__}, got a {type(value).__name__}")
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise InvalidRecordError(f"invalid {model.__name__}: {exc}") from exc
+
+
+def _check_scope(scope: Scope) -> Scope:
+    if not isinstance(scope, Scope):
+        raise InvalidRecordError(f"every memory call takes a Scope, got {type(scope).__name__}")
+    return scope
+
+
+class Memory:
+    """Scoped episodic, semantic and graph memory over a record store and a vector index."""
+
+    def __init__(
+        self,
+        records: RecordStore,
+        index: VectorIndex,
+        embedder: Embedder,
+        sparse: Bm25Encoder | None = None,
+        retrieval: RetrievalConfig | None = None,
+    ) -> None:
+        self.records = records
+        self.index = index
+        self.embedder = embedder
+        self.sparse = sparse or Bm25Encoder()
+        self.retrieval = retrieval or RetrievalConfig()
+        self.graphs = GraphCache(lambda s: (self.records.list(s, "entity"), self.records.list(s, "relation")))
+        self.reconcile_journal()
+
+    def close(self) -> None:
+        self.index.flush()
+        self.index.close()
+        self.records.close()
+
+    # ================================================================== write plumbing
+    def _points(self, scope: Scope, records: Sequence[Record]) -> list[IndexPoint]:
+        indexed = [r for r in records if r.kind in INDEXED_KINDS]
+        if not indexed:
+            return []
+        texts = [r.index_text() for r in indexed]  # type: ignore[attr-defined]
+        dense = self.embedder.embed_documents(texts)
+        points = []
+        for record, text, vector in zip(indexed, texts, dense, strict=True):
+            if isinstance(record, Event):
+                start, end, status = ts(record.time, OPEN_START), OPEN_END, "active"
+            elif isinstance(record, Episode):
+                start, end, status = ts(record.start, OPEN_START), OPEN_END, "active"
+            else:
+                assert isinstance(record, Fact)
+                start, end, status = ts(record.valid_from, OPEN_START), ts(record.valid_to, OPEN_END), record.status
+            points.append(IndexPoint(scope, record.kind, record.id, vector, self.sparse.embed_document(text), status, start, end))
+        return points
+
+    def _write(self, scope: Scope, put: Sequence[Record] = (), delete: Sequence[tuple[RecordKind, str]] = ()) -> None:
+        points = self._points(scope, put)
+        entry = {
+            "id": uuid.uuid4().hex, "tenant": scope.tenant, "user_id": scope.user_id,
+            "keys": [[r.kind, r.id] for r in put] + [list(k) for k in delete],
+        }
+        self.records.write(scope, put=put, delete=delete, journal=entry)
+        self.index.upsert(points)
+        self.index.delete(scope, [k for k in delete if k[0] in INDEXED_KINDS])
+        self.records.clear_journal(entry["id"])
+        self._update_graph(scope, put, delete)
+
+    def _update_graph(self, scope: Scope, put: Sequence[Record], delete: Sequence[tuple[RecordKind, str]]) -> None:
+        if not self.graphs.loaded(scope):
+            return
+        graph = self.graphs.get(scope)
+        for kind, rid in delete:
+            if kind == "entity":
+                graph.remove_entity(rid)
+            elif kind == "relation":
+                graph.remove_relation(rid)
+        for record in put:
+            if isinstance(record, Entity):
+                graph.add_entity(record)
+            elif isinstance(record, Relation):
+                graph.add_relation(record)
+
+    def _require(self, scope: Scope, kind: RecordKind, record_id: str) -> Record:
+        record = self.records.get(_check_scope(scope), kind, record_id)
+        if record is None:
+            raise RecordNotFoundError(f"no {kind} {record_id!r} in this scope")
+        return record
+
+    # ================================================================== episodic
+    def add_event(self, scope: Scope, event: Event | dict[str, Any]) -> Event:
+        return self.add_events(scope, [event])[0]
+
+    def add_events(self, scope: Scope, events: Iterable[Event | dict[str, Any]]) -> list[Event]:
+        """Add messages; replaying the same messages (same ids) changes nothing."""
+        parsed = [_coerce(Event, e) for e in events]
+        self._write(_check_scope(scope), put=parsed)
+        return parsed
+
+    def add_episode(self, scope: Scope, episode: Episode | dict[str, Any]) -> Episode:
+        parsed = _coerce(Episode, episode)
+        self._write(_check_scope(scope), put=[parsed])
+        return parsed
+
+    def events(self, scope: Scope, thread_id: str | None = None) -> list[Event]:
+        found = self.records.list(_check_scope(scope), "event", {"thread_id": thread_id} if thread_id else None)
+        return sorted(found, key=lambda e: (e.time, e.id))  # type: ignore[attr-defined]
+
+    # ================================================================== semantic + graph
+    def _fact_links(self, scope: Scope, fact: Fact) -> list[Record]:
+        """Entities and a relation for a fact with subject, predicate and object."""
+        if not (fact.subject and fact.predicate and fact.object):
+            return []
+        subject = Entity(name=fact.subject, sources=fact.sources)
+        obj = Entity(name=fact.object, sources=fact.sources)
+        existing = self.records.get_many(scope, "entity", [subject.id, obj.id])
+        merged = []
+        for entity in (subject, obj):
+            if old := existing.get(entity.id):
+                entity = old.model_copy(update={"sources": sorted(set(old.sources) | set(fact.sources))})  # type: ignore[attr-defined]
+            merged.append(entity)
+        relation = Relation(
+            id=f"rel_{fact.id}", subject_id=subject.id, predicate=fact.predicate, object_id=obj.id,
+            fact_id=fact.id, valid_from=fact.valid_from, valid_to=fact.valid_to, sources=fact.sources,
+        )
+        return [*merged, relation]
+
+    def add_fact(self, scope: Scope, fact: Fact | dict[str, Any]) -> Fact:
+        """Add a fact; with subject, predicate and object it also becomes a graph edge."""
+        parsed = _coerce(Fact, fact)
+        self._write(_check_scope(scope), put=[parsed, *self._fact_links(scope, parsed)])
+        return parsed
+
+    def get_fact(self, scope: Scope, fact_id: str) -> Fact:
+        return self._require(scope, "fact", fact_id)  # type: ignore[return-value]
+
+    def facts(self, scope: Scope, status: str | None = "active") -> list[Fact]:
+        return self.records.list(_check_scope(scope), "fact", {"status": status} if status else None)  # type: ignore[return-value]
+
+    def update_fact(self, scope: Scope, fact_id: str, **changes: Any) -> Fact:
+        """Edit a fact in place (a correction, not a change in the world: use supersede for that)."""
+        old = self.get_fact(scope, fact_id)
+        if {"id", "kind"} & changes.keys():
+            raise InvalidRecordError("a fact's id and kind cannot change")
+        updated = _coerce(Fact, {**old.model_dump(), **changes})
+        self._write(scope, put=[updated, *self._fact_links(scope, updated)])
+        return updated
+
+    def _close_fact(self, scope: Scope, fact: Fact, status: str, when: datetime, **extra: Any) -> list[Record]:
+        closed = fact.model_copy(update={"status": status, "valid_to": fact.valid_to or when, **extra})
+        relations = self.records.list(scope, "relation", {"fact_id": fact.id})
+        return [closed, *(r.model_copy(update={"valid_to": r.valid_to or when}) for r in relations)]
+
+    def supersede_fact(self, scope: Scope, old_id: str, new_fact: Fact | dict[str, Any]) -> Fact:
+        """The world changed: close the old fact (and its edges) where the new one starts."""
+        old = self.get_fact(scope, old_id)
+        new = _coerce(Fact, new_fact)
+        when = new.valid_from or now()
+        if new.valid_from is None:
+            new = new.model_copy(update={"valid_from": when})
+        closed = self._close_fact(scope, old, "superseded", when, superseded_by=new.id)
+        self._write(scope, put=[*closed, new, *self._fact_links(scope, new)])
+        return new
+
+    def retract_fact(self, scope: Scope, fact_id: str) -> Fact:
+        """The fact was wrong: it stops matching searches, its edges close, its record stays."""
+        closed = self._close_fact(scope, self.get_fact(scope, fact_id), "retracted", now())
+        self._write(scope, put=closed)
+        return closed[0]  # type: ignore[return-value]
+
+    def upsert_entity(self, scope: Scope, entity: Entity | dict[str, Any]) -> Entity:
+        parsed = _coerce(Entity, entity)
+        self._write(_check_scope(scope), put=[parsed])
+        return parsed
+
+    def add_relation(self, scope: Scope, relation: Relation | dict[str, Any]) -> Relation:
+        parsed = _coerce(Relation, relation)
+        ends = self.records.get_many(_check_scope(scope), "entity", [parsed.subject_id, parsed.object_id])
+        missing = {parsed.subject_id, parsed.object_id} - ends.keys()
+        if missing:
+            raise RecordNotFoundError(f"relation names unknown entities {sorted(missing)}; upsert them first")
+        self._write(scope, put=[parsed])
+        return parsed
+
+    def graph(self, scope: Scope) -> ScopeGraph:
+        return self.graphs.get(_check_scope(scope))
+
+    def entity_id(self, name: str) -> str:
+        return entity_key(name)
+
+    def profile(self, scope: Scope) -> Profile:
+        return derive_profile(self.facts(scope))
+
+    # ================================================================== search
+    def search(
+        self,
+        scope: Scope,
+        query: str,
+        *,
+        kinds: Sequence[RecordKind] | None = None,
+        k: int = 10,
+        as_of: datetime | None = None,
+        token_budget: int | None = None,
+        config: RetrievalConfig | None = None,
+    ) -> SearchResult:
+        """Hybrid retrieval for one user: ranked items with scores, stages and sources."""
+        _check_scope(scope)
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidRecordError("query must be a non-empty string")
+        if not 1 <= k <= 1000:
+            raise InvalidRecordError("k must be between 1 and 1000")
+        if token_budget is not None and token_budget < 1:
+            raise InvalidRecordError("token_budget must be positive")
+        bad_kinds = set(kinds or ()) - set(INDEXED_KINDS)
+        if bad_kinds:
+            raise InvalidRecordError(f"searchable kinds are {INDEXED_KINDS}, not {sorted(bad_kinds)}")
+        config = config or self.retrieval
+        timings: dict[str, float] = {}
+        iq = IndexQuery(scope, config.prefetch, tuple(kinds) if kinds else None, ts(as_of, 0) if as_of else None)
+        rankings: dict[str, list[Key]] = {}
+
+        t = time.perf_counter()
+        if config.dense:
+            vector = self.embedder.embed_query(query)
+            timings["embed"] = (time.perf_counter() - t) * 1000
+            t = time.perf_counter()
+            rankings["dense"] = [(h.kind, h.record_id) for h in self.index.search_dense(iq, vector)]
+            timings["dense"] = (time.perf_counter() - t) * 1000
+        if config.bm25:
+            t = time.perf_counter()
+            rankings["bm25"] = [(h.kind, h.record_id) for h in self.index.search_sparse(iq, self.sparse.embed_query(query))]
+            timings["bm25"] = (time.perf_counter() - t) * 1000
+        if config.graph:
+            t = time.perf_counter()
+            rankings["graph"] = self._graph_candidates(scope, query, as_of, kinds)
+            timings["graph"] = (time.perf_counter() - t) * 1000
+
+        t = time.perf_counter()
+        candidates = {key for keys in rankings.values() for key in keys}
+        records = self._hydrate(scope, candidates)
+        if config.recency and records:
+            stamps = {key: _record_time(rec) for key, rec in records.items()}
+            rankings["recency"] = recency_ranking(stamps, as_of)
+        fused = [f for f in rrf_fuse(rankings, config.rrf_k, config.weights) if f.key in records]
+        texts = [records[f.key].index_text() for f in fused]  # type: ignore[attr-defined]
+        chosen, tokens = pack(texts, k, token_budget, self.embedder.count_tokens)
+        items = [
+            RetrievedItem(
+                kind=fused[i].key[0], id=fused[i].key[1], text=texts[i], score=fused[i].score,
+                stages=fused[i].stages, sources=_sources(records[fused[i].key]), time=_record_time(records[fused[i].key]),
+            )
+            for i in chosen
+        ]
+        timings["fuse_pack"] = (time.perf_counter() - t) * 1000
+        return SearchResult(query=query, items=items, tokens=tokens, timings_ms=timings)
+
+    def _graph_candidates(
+        self, scope: Scope, query: str, as_of: datetime | None, kinds: Sequence[RecordKind] | None
+    ) -> list[Key]:
+        """Facts on the edges around entities the query names, nearest first."""
+        if kinds and "fact" not in kinds:
+            return []
+        graph = self.graphs.get(scope)
+        ranked: list[Key] = []
+        for entity_id in graph.entities_in(query):
+            for relation in graph.neighbours(entity_id, as_of, hops=1):
+                if relation.fact_id and ("fact", relation.fact_id) not in ranked:
+                    ranked.append(("fact", relation.fact_id))
+        return ranked
+
+    def _hydrate(self, scope: Scope, keys: set[Key]) -> dict[Key, Record]:
+        out: dict[Key, Record] = {}
+        for kind in INDEXED_KINDS:
+            ids = [rid for k, rid in keys if k == kind]
+            if ids:
+                out.update({(kind, rid): rec for rid, rec in self.records.get_many(scope, kind, ids).items()})
+        return out
+
+    # ================================================================== forget / export
+    def forget_event(self, scope: Scope, event_id: str) -> ForgetReceipt:
+        """Forget one message and everything that rests on it alone."""
+        self._require(scope, "event", event_id)
+        plan = plan_event_cascade(
+            {event_id}, self.facts(scope, status=None), self.records.list(scope, "relation"),
+            self.records.list(scope, "entity"), self.records.list(scope, "episode"),
+        )
+        self._write(scope, put=plan.update, delete=plan.delete)
+        deleted: dict[str, int] = {}
+        for kind, _ in plan.delete:
+            deleted[kind] = deleted.get(kind, 0) + 1
+        gone_indexed = [k for k in plan.delete if k[0] in INDEXED_KINDS]
+        index_keys = self.index.keys(scope)
+        residue = {
+            "records": sum(self.records.get(scope, kind, rid) is not None for kind, rid in plan.delete),
+            "index": sum(tuple(k) in index_keys for k in gone_indexed),
+            "sources": sum(
+                event_id in rec.sources  # type: ignore[attr-defined]
+                for kind in ("fact", "relation", "entity", "episode") for rec in self.records.list(scope, kind)
+            ),
+        }
+        return ForgetReceipt(
+            scope=scope, target=f"event:{event_id}", records_deleted=deleted, records_updated=len(plan.update),
+            index_points_deleted=len(gone_indexed),
+            graph_nodes_deleted=deleted.get("entity", 0), graph_edges_deleted=deleted.get("relation", 0),
+            residue=residue,
+        )
+
+    def forget_user(self, scope: Scope) -> ForgetReceipt:
+        """Delete everything of one user from every store and prove nothing is left."""
+        _check_scope(scope)
+        all_records = {kind: self.records.list(scope, kind) for kind in RECORD_KINDS}
+        graph = self.graphs.get(scope)
+        nodes, edges = graph.graph.number_of_nodes(), graph.graph.number_of_edges()
+        index_before = self.index.count(scope)
+        entry = {"id": uuid.uuid4().hex, "tenant": scope.tenant, "user_id": scope.user_id, "delete_scope": True, "keys": []}
+        self.records.write(scope, delete=[(r.kind, r.id) for recs in all_records.values() for r in recs], journal=entry)
+        self.index.delete_scope(scope)
+        self.records.clear_journal(entry["id"])
+        self.graphs.drop(scope)
+        residue = {
+            "records": self.records.count(scope),
+            "index": self.index.count(scope),
+            "graph": int(self.graphs.loaded(scope)),
+            "journal": sum(1 for j in self.records.journal() if (j["tenant"], j["user_id"]) == (scope.tenant, scope.user_id)),
+        }
+        return ForgetReceipt(
+            scope=scope, target="user", records_deleted={k: len(v) for k, v in all_records.items()},
+            index_points_deleted=index_before, graph_nodes_deleted=nodes, graph_edges_deleted=edges, residue=residue,
+        )
+
+    def export(self, scope: Scope) -> dict[str, Any]:
+        """Everything personagraph holds on one user, as JSON-ready data."""
+        _check_scope(scope)
+        return {
+            "scope": scope.model_dump(),
+            "exported_at": now().isoformat(),
+            "records": {kind: [r.model_dump(mode="json") for r in self.records.list(scope, kind)] for kind in RECORD_KINDS},
+            "profile": self.profile(scope).model_dump(mode="json"),
+        }
+
+    # ================================================================== repair
+    def reconcile_journal(self) -> int:
+        """Replay unfinished writes (records landed, index may not have): returns entries repaired."""
+        entries = self.records.journal()
+        for entry in entries:
+            scope = Scope(tenant=entry["tenant"], user_id=entry["user_id"])
+            if entry.get("delete_scope"):
+                self.index.delete_scope(scope)
+            else:
+                self._sync_keys(scope, {(k, rid) for k, rid in entry["keys"]})
+            self.records.clear_journal(entry["id"])
+            self.graphs.drop(scope)
+        return len(entries)
+
+    def _sync_keys(self, scope: Scope, keys: set[Key]) -> None:
+        present = self._hydrate(scope, {k for k in keys if k[0] in INDEXED_KINDS})
+        self.index.upsert(self._points(scope, list(present.values())))
+        self.index.delete(scope, [k for k in keys if k[0] in INDEXED_KINDS and k not in present])
+
+    def reconcile(self, scope: Scope) -> dict[str, int]:
+        """Full check of one scope: index what is missing, drop index points without records."""
+        record_keys = {(r.kind, r.id) for kind in INDEXED_KINDS for r in self.records.list(scope, kind)}
+        index_keys = self.index.keys(scope)
+        missing, orphans = record_keys - index_keys, index_keys - record_keys
+        self._sync_keys(scope, missing | orphans)
+        self.graphs.drop(scope)
+        return {"indexed": len(missing), "orphans_removed": len(orphans)}
+
+    def reindex(self, scope: Scope) -> int:
+        """Rebuild one scope's index from its records (e.g. after changing the embedder)."""
+        self.index.delete_scope(scope)
+        recs = [r for kind in INDEXED_KINDS for r in self.records.list(scope, kind)]
+        for start in range(0, len(recs), 256):
+            self.index.upsert(self._points(scope, recs[start:start + 256]))
+        self.graphs.drop(scope)
+        return len(recs)
+
+    def stats(self) -> dict[str, Any]:
+        scopes = self.records.scopes()
+        per_kind = {kind: sum(self.records.count(s, kind) for s in scopes) for kind in RECORD_KINDS}
+        return {"users": len(scopes), "records": per_kind, "index_points": self.index.count()}
+
+    # ================================================================== async
+    async def aadd_events(self, scope: Scope, events: Iterable[Event | dict[str, Any]]) -> list[Event]:
+        return await asyncio.to_thread(self.add_events, scope, list(events))
+
+    async def aadd_fact(self, scope: Scope, fact: Fact | dict[str, Any]) -> Fact:
+        return await asyncio.to_thread(self.add_fact, scope, fact)
+
+    async def asearch(self, scope: Scope, query: str, **kwargs: Any) -> SearchResult:
+        return await asyncio.to_thread(lambda: self.search(scope, query, **kwargs))
+
+    async def aprofile(self, scope: Scope) -> Profile:
+        return await asyncio.to_thread(self.profile, scope)
+
+    async def aforget_event(self, scope: Scope, event_id: str) -> ForgetReceipt:
+        return await asyncio.to_thread(self.forget_event, scope, event_id)
+
+    async def aforget_user(self, scope: Scope) -> ForgetReceipt:
+        return await asyncio.to_thread(self.forget_user, scope)
+
+    async def aexport(self, scope: Scope) -> dict[str, Any]:
+        return await asyncio.to_thread(self.export, scope)
+
+
+def _record_time(record: Record) -> datetime:
+    if isinstance(record, Event):
+        return record.time
+    if isinstance(record, Episode):
+        return record.start
+    if isinstance(record, Fact):
+        return record.valid_from or record.created_at
+    return record.created_at
+
+
+def _sources(record: Record) -> list[str]:
+    return [record.id] if isinstance(record, Event) else list(getattr(record, "sources", []))

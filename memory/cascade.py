@@ -1,0 +1,62 @@
+"""What forgetting one event does to the records that rest on it (pure planning, no I/O).
+
+A record whose only sources are forgotten events goes; a record with other sources stays
+with the forgotten ids removed from its sources. Relations go with their fact; entities go
+when nothing that remains names them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .models import Entity, Episode, Fact, Record, RecordKind, Relation
+
+
+@dataclass
+class CascadePlan:
+    delete: list[tuple[RecordKind, str]] = field(default_factory=list)
+    update: list[Record] = field(default_factory=list)
+
+
+def _trim(record: Record, gone: set[str], plan: CascadePlan) -> bool:
+    """Apply the sources rule; return True when the record is deleted."""
+    sources = record.sources  # type: ignore[attr-defined]
+    if not gone.intersection(sources):
+        return False
+    kept = [s for s in sources if s not in gone]
+    if kept:
+        plan.update.append(record.model_copy(update={"sources": kept}))
+        return False
+    plan.delete.append((record.kind, record.id))
+    return True
+
+
+def plan_event_cascade(
+    event_ids: set[str],
+    facts: list[Fact],
+    relations: list[Relation],
+    entities: list[Entity],
+    episodes: list[Episode],
+) -> CascadePlan:
+    plan = CascadePlan(delete=[("event", eid) for eid in sorted(event_ids)])
+    deleted_facts = {f.id for f in facts if _trim(f, event_ids, plan)}
+    for episode in episodes:
+        _trim(episode, event_ids, plan)
+
+    remaining_relations: list[Relation] = []
+    for relation in relations:
+        if relation.fact_id in deleted_facts:
+            plan.delete.append(("relation", relation.id))
+        elif not _trim(relation, event_ids, plan):
+            remaining_relations.append(relation)
+
+    still_named = {r.subject_id for r in remaining_relations} | {r.object_id for r in remaining_relations}
+    for entity in entities:
+        if not event_ids.intersection(entity.sources):
+            continue
+        kept = [s for s in entity.sources if s not in event_ids]
+        if kept or entity.id in still_named:
+            plan.update.append(entity.model_copy(update={"sources": kept}))
+        else:
+            plan.delete.append(("entity", entity.id))
+    return plan

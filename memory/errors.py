@@ -1,0 +1,27 @@
+"""Typed errors: every bad input gets one of these, with a message that says what to fix."""
+
+from __future__ import annotations
+
+
+class PersonagraphError(Exception):
+    """Base class of every error personagraph raises on purpose."""
+
+
+class InvalidScopeError(PersonagraphError, ValueError):
+    """A tenant or user label is empty, too long or holds forbidden characters."""
+
+
+class InvalidRecordError(PersonagraphError, ValueError):
+    """A record (event, fact, relation...) failed validation; nothing was written."""
+
+
+class RecordNotFoundError(PersonagraphError, KeyError):
+    """The record does not exist in this scope (it may exist in another; that is not told)."""
+
+
+class IngestFormatError(PersonagraphError, ValueError):
+    """An input file is not in a format personagraph can read; the message names the line."""
+
+
+class ConfigurationError(PersonagraphError, ValueError):
+    """Settings name a backend that cannot be used as configured."""

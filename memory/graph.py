@@ -1,0 +1,119 @@
+"""The knowledge-graph view: a networkx MultiDiGraph per scope, derived from records.
+
+Nodes are entity ids, edges are relations keyed by relation id. A superseded relation keeps
+its edge with a closed validity interval, so the as-of view answers "what was true then".
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from datetime import datetime
+
+import networkx as nx
+
+from .models import Entity, Relation
+from .scope import Scope
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _tokens(text: str) -> tuple[str, ...]:
+    return tuple(_WORD.findall(text.lower()))
+
+
+class ScopeGraph:
+    """One user's graph plus a name index for spotting entities in a query."""
+
+    def __init__(self, entities: list[Entity], relations: list[Relation]) -> None:
+        self.graph = nx.MultiDiGraph()
+        self._names: dict[tuple[str, ...], str] = {}
+        for entity in entities:
+            self.add_entity(entity)
+        for relation in relations:
+            self.add_relation(relation)
+
+    def add_entity(self, entity: Entity) -> None:
+        self.graph.add_node(entity.id, name=entity.name, entity_type=entity.entity_type, sources=entity.sources)
+        for name in (entity.name, *entity.aliases):
+            if toks := _tokens(name):
+                self._names[toks] = entity.id
+
+    def remove_entity(self, entity_id: str) -> None:
+        if entity_id in self.graph:
+            self.graph.remove_node(entity_id)
+        self._names = {k: v for k, v in self._names.items() if v != entity_id}
+
+    def add_relation(self, relation: Relation) -> None:
+        self.remove_relation(relation.id)
+        self.graph.add_edge(relation.subject_id, relation.object_id, key=relation.id, relation=relation)
+
+    def remove_relation(self, relation_id: str) -> None:
+        for u, v, key in list(self.graph.edges(keys=True)):
+            if key == relation_id:
+                self.graph.remove_edge(u, v, key)
+
+    def as_of(self, when: datetime | None) -> nx.MultiDiGraph:
+        """The subgraph of relations valid at `when` (None: currently valid)."""
+        view = nx.MultiDiGraph()
+        view.add_nodes_from(self.graph.nodes(data=True))
+        for u, v, key, data in self.graph.edges(keys=True, data=True):
+            if data["relation"].valid_at(when):
+                view.add_edge(u, v, key=key, **data)
+        return view
+
+    def neighbours(self, entity_id: str, when: datetime | None = None, hops: int = 1) -> list[Relation]:
+        """Relations within `hops` of an entity, in either direction, valid at `when`."""
+        view = self.as_of(when).to_undirected(as_view=True)
+        if entity_id not in view:
+            return []
+        reach = nx.single_source_shortest_path_length(view, entity_id, cutoff=hops)
+        seen: dict[str, Relation] = {}
+        for node in reach:
+            for _, _, data in view.edges(node, data=True):
+                seen[data["relation"].id] = data["relation"]
+        return list(seen.values())
+
+    def paths(self, source_id: str, target_id: str, when: datetime | None = None, max_hops: int = 4) -> list[list[Relation]]:
+        """Every simple path (as relations) between two entities, at most `max_hops` long."""
+        view = self.as_of(when)
+        undirected = view.to_undirected(as_view=True)
+        if source_id not in undirected or target_id not in undirected:
+            return []
+        out: list[list[Relation]] = []
+        for path in nx.all_simple_edge_paths(undirected, source_id, target_id, cutoff=max_hops):
+            out.append([undirected.edges[u, v, k]["relation"] for u, v, k in path])
+        return out
+
+    def entities_in(self, text: str) -> list[str]:
+        """Entity ids whose name or alias appears in `text` as a whole-word sequence."""
+        toks = _tokens(text)
+        found: list[str] = []
+        for size in range(min(6, len(toks)), 0, -1):
+            for start in range(len(toks) - size + 1):
+                entity_id = self._names.get(toks[start:start + size])
+                if entity_id and entity_id not in found:
+                    found.append(entity_id)
+        return found
+
+
+class GraphCache:
+    """Per-scope graphs built lazily from records and kept current by the memory facade."""
+
+    def __init__(self, loader) -> None:  # noqa: ANN001 - Callable[[Scope], tuple[list[Entity], list[Relation]]]
+        self._loader = loader
+        self._graphs: dict[Scope, ScopeGraph] = {}
+        self._lock = threading.Lock()
+
+    def get(self, scope: Scope) -> ScopeGraph:
+        with self._lock:
+            if scope not in self._graphs:
+                self._graphs[scope] = ScopeGraph(*self._loader(scope))
+            return self._graphs[scope]
+
+    def drop(self, scope: Scope) -> None:
+        with self._lock:
+            self._graphs.pop(scope, None)
+
+    def loaded(self, scope: Scope) -> bool:
+        return scope in self._graphs

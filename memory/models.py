@@ -1,0 +1,218 @@
+"""The records of a user's memory: pydantic v2 models that round-trip through JSON.
+
+Records are the truth; the vector index and the graph view are derived from them. Every
+record carries `sources` (event ids) where it came from somewhere, so forgetting an event
+can cascade to what rests on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+RecordKind = Literal["event", "episode", "fact", "entity", "relation"]
+RECORD_KINDS: tuple[RecordKind, ...] = ("event", "episode", "fact", "entity", "relation")
+FactKind = Literal[
+    "preference", "attribute", "relationship", "plan", "event", "instruction", "other"
+]
+FactStatus = Literal["active", "superseded", "retracted"]
+
+_ID = re.compile(r"^[A-Za-z0-9_\-:.@]{1,200}$")
+
+
+def _check_id(value: str) -> str:
+    if not _ID.fullmatch(value):
+        raise ValueError("ids are 1-200 characters from A-Z a-z 0-9 _ - : . @")
+    return value
+
+
+def _aware(value: datetime) -> datetime:
+    """Naive datetimes are taken as UTC so ordering and validity checks never mix the two."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+RecordId = Annotated[str, AfterValidator(_check_id)]
+Timestamp = Annotated[datetime, AfterValidator(_aware)]
+NonEmptyText = Annotated[str, Field(min_length=1, max_length=20_000)]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def stable_id(prefix: str, *parts: object) -> str:
+    """A deterministic id from content, so replaying the same input writes the same records."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:20]
+    return f"{prefix}_{digest}"
+
+
+def entity_key(name: str) -> str:
+    """Canonical entity id from a name: case- and spacing-insensitive."""
+    norm = re.sub(r"\s+", " ", name.strip().lower())
+    return stable_id("ent", norm)
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    kind: RecordKind
+    id: RecordId
+    created_at: Timestamp = Field(default_factory=now)
+
+
+class Event(Record):
+    """One message as it was said. Events are never rewritten, only forgotten."""
+
+    kind: Literal["event"] = "event"
+    id: RecordId = ""  # type: ignore[assignment]  # filled from content when empty
+    speaker: Annotated[str, Field(min_length=1, max_length=200)]
+    role: Literal["user", "assistant", "system", "other"] = "user"
+    text: NonEmptyText
+    time: Timestamp = Field(default_factory=now)
+    thread_id: Annotated[str, Field(max_length=200)] = "default"
+    caption: Annotated[str, Field(max_length=2_000)] | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_id(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("id"):
+            data = dict(data)
+            data.setdefault("time", now())
+            data["id"] = stable_id(
+                "evt", data.get("thread_id", "default"), data.get("time", ""),
+                data.get("speaker", ""), data.get("text", ""),
+            )
+        return data
+
+    def index_text(self) -> str:
+        """What retrieval sees: speaker, the date it was said, the text and any image caption."""
+        text = f"{self.speaker} ({self.time:%d %B %Y}): {self.text}"
+        if self.caption:
+            text += f" [shared an image: {self.caption}]"
+        return text
+
+
+class Episode(Record):
+    """A span of events with a summary (written by reflection)."""
+
+    kind: Literal["episode"] = "episode"
+    id: RecordId = Field(default_factory=lambda: f"epi_{uuid.uuid4().hex[:20]}")
+    thread_id: str = "default"
+    summary: NonEmptyText
+    start: Timestamp
+    end: Timestamp
+    sources: list[RecordId] = Field(default_factory=list)
+
+    def index_text(self) -> str:
+        return f"({self.start:%d %B %Y}) {self.summary}"
+
+
+class Fact(Record):
+    """A statement about the user, valid over an interval, resting on its source events."""
+
+    kind: Literal["fact"] = "fact"
+    id: RecordId = Field(default_factory=lambda: f"fct_{uuid.uuid4().hex[:20]}")
+    text: NonEmptyText
+    fact_kind: FactKind = "attribute"
+    subject: str | None = None
+    predicate: str | None = None
+    object: str | None = None
+    confidence: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    valid_from: Timestamp | None = None
+    valid_to: Timestamp | None = None
+    status: FactStatus = "active"
+    superseded_by: RecordId | None = None
+    sources: list[RecordId] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _interval(self) -> Fact:
+        if self.valid_from and self.valid_to and self.valid_to < self.valid_from:
+            raise ValueError("valid_to is before valid_from")
+        return self
+
+    def index_text(self) -> str:
+        return self.text
+
+
+class Entity(Record):
+    """A person, place, thing or idea the user talks about; its id comes from its name."""
+
+    kind: Literal["entity"] = "entity"
+    id: RecordId = ""  # type: ignore[assignment]
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    entity_type: str = "thing"
+    aliases: list[str] = Field(default_factory=list)
+    sources: list[RecordId] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_id(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("id") and data.get("name"):
+            data = dict(data)
+            data["id"] = entity_key(data["name"])
+        return data
+
+    def index_text(self) -> str:
+        names = ", ".join([self.name, *self.aliases])
+        return f"{names} ({self.entity_type})"
+
+
+class Relation(Record):
+    """A typed edge between two entities, valid over an interval; closed, never deleted, on change."""
+
+    kind: Literal["relation"] = "relation"
+    id: RecordId = Field(default_factory=lambda: f"rel_{uuid.uuid4().hex[:20]}")
+    subject_id: RecordId
+    predicate: Annotated[str, Field(min_length=1, max_length=200)]
+    object_id: RecordId
+    fact_id: RecordId | None = None
+    valid_from: Timestamp | None = None
+    valid_to: Timestamp | None = None
+    sources: list[RecordId] = Field(default_factory=list)
+
+    def valid_at(self, when: datetime | None) -> bool:
+        if when is None:
+            return self.valid_to is None
+        when = _aware(when)
+        starts_ok = self.valid_from is None or self.valid_from <= when
+        return starts_ok and (self.valid_to is None or when < self.valid_to)
+
+
+AnyRecord = Event | Episode | Fact | Entity | Relation
+RECORD_TYPES: dict[str, type[Record]] = {
+    "event": Event, "episode": Episode, "fact": Fact, "entity": Entity, "relation": Relation,
+}
+
+
+class ProfileValue(BaseModel):
+    """One profile value and the facts it rests on."""
+
+    value: str
+    fact_ids: list[str]
+
+
+class StyleProfile(BaseModel):
+    verbosity: ProfileValue | None = None
+    formality: ProfileValue | None = None
+    language: ProfileValue | None = None
+    tone: ProfileValue | None = None
+
+
+class Profile(BaseModel):
+    """A typed view of a user derived from their active facts; every field names its facts."""
+
+    name: ProfileValue | None = None
+    location: ProfileValue | None = None
+    occupation: ProfileValue | None = None
+    interests: list[ProfileValue] = Field(default_factory=list)
+    dislikes: list[ProfileValue] = Field(default_factory=list)
+    relationships: list[ProfileValue] = Field(default_factory=list)
+    plans: list[ProfileValue] = Field(default_factory=list)
+    instructions: list[ProfileValue] = Field(default_factory=list)
+    style: StyleProfile = Field(default_factory=StyleProfile)

@@ -1,0 +1,52 @@
+"""Derive the typed Profile from a user's active facts (pure; no I/O, no LLM)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .models import Fact, Profile, ProfileValue
+
+_SINGLE_FIELDS = {
+    "name": {"name", "is_named", "called"},
+    "location": {"lives_in", "location", "based_in", "moved_to", "lives"},
+    "occupation": {"works_as", "occupation", "job", "works_at", "profession"},
+}
+_STYLE_FIELDS = {"verbosity", "formality", "language", "tone"}
+_DISLIKE_PREDICATES = {"dislikes", "hates", "avoids", "allergic_to", "cannot_stand", "dislike"}
+
+
+def _predicate(fact: Fact) -> str:
+    return (fact.predicate or "").strip().lower().replace(" ", "_")
+
+
+def _value(fact: Fact) -> ProfileValue:
+    return ProfileValue(value=fact.object or fact.text, fact_ids=[fact.id])
+
+
+def _newest_first(facts: Iterable[Fact]) -> list[Fact]:
+    return sorted(facts, key=lambda f: (f.valid_from or f.created_at, f.created_at), reverse=True)
+
+
+def derive_profile(facts: Iterable[Fact]) -> Profile:
+    """Build the profile; a single-valued field takes the newest active fact that sets it."""
+    profile = Profile()
+    for fact in _newest_first(f for f in facts if f.status == "active"):
+        pred = _predicate(fact)
+        single = next((field for field, preds in _SINGLE_FIELDS.items() if pred in preds), None)
+        if single:
+            if getattr(profile, single) is None:
+                setattr(profile, single, _value(fact))
+        elif pred in _STYLE_FIELDS:
+            if getattr(profile.style, pred) is None:
+                setattr(profile.style, pred, _value(fact))
+        elif fact.fact_kind == "instruction":
+            profile.instructions.append(ProfileValue(value=fact.text, fact_ids=[fact.id]))
+        elif pred in _DISLIKE_PREDICATES:
+            profile.dislikes.append(_value(fact))
+        elif fact.fact_kind == "preference":
+            profile.interests.append(_value(fact))
+        elif fact.fact_kind == "relationship":
+            profile.relationships.append(ProfileValue(value=fact.text, fact_ids=[fact.id]))
+        elif fact.fact_kind == "plan":
+            profile.plans.append(ProfileValue(value=fact.text, fact_ids=[fact.id]))
+    return profile

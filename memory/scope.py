@@ -1,0 +1,59 @@
+"""Scope: the (tenant, user) pair every record belongs to.
+
+Labels are validated because they become namespace labels in the record store and payload
+values in the vector index: a dot, a slash or an empty string there would let one user's
+namespace prefix match another's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from .errors import InvalidScopeError
+
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,127}$")
+
+
+def validate_label(value: str, field: str = "label") -> str:
+    """Return `value` if it is a valid scope label, else raise InvalidScopeError."""
+    if not isinstance(value, str) or not _LABEL.fullmatch(value):
+        raise InvalidScopeError(
+            f"invalid {field} {value!r}: use 1-128 characters from A-Z a-z 0-9 _ -, "
+            "starting with a letter or digit (map platform ids with Scope.for_platform)"
+        )
+    return value
+
+
+class Scope(BaseModel):
+    """Whose memory a call reads or writes. Every memory call takes one."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tenant: str = "default"
+    user_id: str
+
+    @field_validator("tenant", "user_id")
+    @classmethod
+    def _check_label(cls, value: str, info) -> str:  # noqa: ANN001 - pydantic's info object
+        return validate_label(value, info.field_name)
+
+    @property
+    def key(self) -> str:
+        """A single string naming the scope (used as the tenant key in the vector index)."""
+        return f"{self.tenant}/{self.user_id}"
+
+    @classmethod
+    def for_platform(cls, platform: str, *ids: str, tenant: str = "default") -> Scope:
+        """Map raw platform ids (Slack team + user, Discord user...) to a valid, stable label.
+
+        Raw ids are never used as labels: they may hold characters a label forbids, and a
+        readable prefix plus a hash keeps labels short and collision-free.
+        """
+        if not ids or any(not isinstance(i, str) or not i for i in ids):
+            raise InvalidScopeError("platform ids must be non-empty strings")
+        digest = hashlib.sha256("\x1f".join((platform, *ids)).encode()).hexdigest()[:24]
+        prefix = re.sub(r"[^A-Za-z0-9]", "", platform)[:16] or "p"
+        return cls(tenant=tenant, user_id=f"{prefix}-{digest}")

@@ -1,0 +1,1 @@
+"""personagraph.tools: LangChain tools over memory. Not built yet: see the issues."""
