@@ -1,0 +1,1 @@
+"""Benchmark harnesses: `python -m benchmarks.NAME --help`. Each prints a table and writes JSON."""
