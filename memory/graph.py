@@ -34,6 +34,8 @@ class ScopeGraph:
             self.add_relation(relation)
 
     def add_entity(self, entity: Entity) -> None:
+        if entity.id in self.graph:  # a re-add may drop aliases: forget the old names first
+            self._names = {k: v for k, v in self._names.items() if v != entity.id}
         self.graph.add_node(entity.id, name=entity.name, entity_type=entity.entity_type, sources=entity.sources)
         for name in (entity.name, *entity.aliases):
             if toks := _tokens(name):
@@ -65,9 +67,9 @@ class ScopeGraph:
     def neighbours(self, entity_id: str, when: datetime | None = None, hops: int = 1) -> list[Relation]:
         """Relations within `hops` of an entity, in either direction, valid at `when`."""
         view = self.as_of(when).to_undirected(as_view=True)
-        if entity_id not in view:
+        if entity_id not in view or hops < 1:
             return []
-        reach = nx.single_source_shortest_path_length(view, entity_id, cutoff=hops)
+        reach = nx.single_source_shortest_path_length(view, entity_id, cutoff=hops - 1)
         seen: dict[str, Relation] = {}
         for node in reach:
             for _, _, data in view.edges(node, data=True):

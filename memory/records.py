@@ -7,6 +7,7 @@ inside one database transaction, so it lands whole or not at all.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -25,30 +26,38 @@ from .scope import Scope
 ROOT = "pg"
 JOURNAL = ("pg_journal",)
 _PAGE = 1000
+_WRITE_CHUNK = 5000  # PostgreSQL allows 65,535 parameters per statement; a put uses 4
 
 
-class AtomicSqliteStore(SqliteStore):
-    """SqliteStore whose batch rolls back on error (the stock one commits what it got to)."""
+class OuterTransactionSqliteStore(SqliteStore):
+    """SqliteStore whose batches run inside the caller's transaction.
+
+    The stock store opens and commits a transaction per batch, and commits even when a
+    statement fails; RecordStore instead wraps each logical write (possibly several batches)
+    in one transaction that rolls back on any error.
+    """
 
     @contextmanager
     def _cursor(self, *, transaction: bool = True) -> Iterator[sqlite3.Cursor]:
         if not self.is_setup:
             self.setup()
         with self.lock:
-            if transaction:
-                self.conn.execute("BEGIN")
             cur = self.conn.cursor()
             try:
                 yield cur
-            except BaseException:
-                if transaction:
-                    self.conn.execute("ROLLBACK")
-                raise
-            else:
-                if transaction:
-                    self.conn.execute("COMMIT")
             finally:
                 cur.close()
+
+
+@contextmanager
+def _sqlite_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def namespace(scope: Scope, kind: RecordKind) -> tuple[str, ...]:
@@ -84,9 +93,9 @@ class RecordStore:
         conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-        store = AtomicSqliteStore(conn)
+        store = OuterTransactionSqliteStore(conn)
         store.setup()
-        return cls(store, close=conn.close)
+        return cls(store, transaction=lambda: _sqlite_transaction(conn), close=conn.close)
 
     @classmethod
     def postgres(cls, url: str) -> RecordStore:
@@ -119,6 +128,10 @@ class RecordStore:
             ops.append(PutOp(namespace(scope, record.kind), record.id, record.model_dump(mode="json"), index=False))
         ops.extend(PutOp(namespace(scope, kind), rid, None) for kind, rid in delete)
         if journal is not None:
+            try:
+                json.dumps(journal)
+            except (TypeError, ValueError) as exc:
+                raise InvalidRecordError(f"journal entry is not JSON: {exc}") from exc
             ops.append(PutOp(JOURNAL, journal["id"], journal, index=False))
         if ops:
             self._batch(ops)
@@ -148,7 +161,10 @@ class RecordStore:
     def scopes(self) -> list[Scope]:
         """Every scope that has records (for reindex, reconcile and stats)."""
         (namespaces,) = self._batch([ListNamespacesOp(match_conditions=None, max_depth=3, limit=1_000_000)])
-        return [Scope(tenant=ns[1], user_id=ns[2]) for ns in namespaces if len(ns) == 3 and ns[0] == ROOT]
+        found = [Scope(tenant=ns[1], user_id=ns[2]) for ns in namespaces if len(ns) == 3 and ns[0] == ROOT]
+        # InMemoryStore keeps a namespace once it was read or emptied: only scopes with a record count.
+        hits = self._batch([SearchOp((ROOT, s.tenant, s.user_id), limit=1) for s in found]) if found else []
+        return [s for s, hit in zip(found, hits, strict=True) if hit]
 
     # -- plumbing -----------------------------------------------------------------------
     def _search(self, prefix: tuple[str, ...], filter: dict[str, Any] | None = None) -> list[Item]:
@@ -160,5 +176,9 @@ class RecordStore:
                 return found
 
     def _batch(self, ops: list[Any]) -> list[Any]:
+        """Run ops in one transaction, in chunks small enough for any backend's limits."""
         with self._lock, self._transaction():
-            return self.store.batch(ops)
+            results: list[Any] = []
+            for start in range(0, len(ops), _WRITE_CHUNK):
+                results.extend(self.store.batch(ops[start:start + _WRITE_CHUNK]))
+            return results

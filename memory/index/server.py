@@ -88,6 +88,8 @@ class QdrantServerIndex:
         self._client.delete(self._collection, points_selector=models.FilterSelector(filter=_scope_filter(scope)), wait=True)
 
     def _search(self, query: IndexQuery, vector, using: str) -> list[IndexHit]:  # noqa: ANN001
+        if query.limit < 1:
+            return []
         response = self._client.query_points(
             self._collection, query=vector, using=using, query_filter=_filter(query),
             limit=query.limit, with_payload=_PAYLOAD_FIELDS,
