@@ -21,8 +21,8 @@ KS = (1, 5, 10, 20)
 
 # The systems every retrieval harness compares, all through the same index code.
 SYSTEMS: dict[str, RetrievalConfig] = {
-    "dense": RetrievalConfig(bm25=False, graph=False, recency=False),
-    "bm25": RetrievalConfig(dense=False, graph=False, recency=False),
+    "dense": RetrievalConfig(bm25=False, graph=False, recency=False, neighbours=False),
+    "bm25": RetrievalConfig(dense=False, graph=False, recency=False, neighbours=False),
     "personagraph": RetrievalConfig(),
 }
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rich.progress import track
 
-from personagraph.memory import MiniLMEmbedder, Scope
+from personagraph.memory import MiniLMEmbedder, RetrievalConfig, Scope
 from personagraph.memory.ingest import LocomoSample, iter_batches, read_locomo
 
 from .common import KS, SYSTEMS, fresh_memory, mean, percentile, print_table, recall_at, write_json
@@ -55,7 +55,15 @@ def questions(sample: LocomoSample, stats: dict[str, int]) -> list[tuple[str, in
     return out
 
 
-def run(data: Path, limit: int | None, systems: list[str], out: Path | None) -> dict:
+def ablations() -> dict[str, RetrievalConfig]:
+    """The full hybrid with one stage switched off at a time."""
+    full = SYSTEMS["personagraph"]
+    return {f"-{stage}": full.model_copy(update={stage: False}) for stage in full.stages()}
+
+
+def run(data: Path, limit: int | None, systems: list[str], out: Path | None, with_ablations: bool = False) -> dict:
+    configs = dict(SYSTEMS) | (ablations() if with_ablations else {})
+    systems = systems + (list(ablations()) if with_ablations else [])
     embedder = MiniLMEmbedder()
     memory = fresh_memory(embedder=embedder)
     samples = read_locomo(data)
@@ -77,7 +85,7 @@ def run(data: Path, limit: int | None, systems: list[str], out: Path | None) -> 
     for scope, (question, category, gold) in track(work, description="searching"):
         for name in systems:
             start = time.perf_counter()
-            result = memory.search(scope, question, k=max_k, config=SYSTEMS[name])
+            result = memory.search(scope, question, k=max_k, config=configs[name])
             if name == "personagraph":
                 latencies.append((time.perf_counter() - start) * 1000)
                 tokens.append(sum(embedder.count_tokens(item.text) for item in result.items[:10]))
@@ -125,10 +133,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the JSON report here")
     parser.add_argument("--limit", type=int, help="only the first N questions (quick checks)")
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS))
+    parser.add_argument("--ablations", action="store_true", help="also run the full hybrid minus each stage")
     args = parser.parse_args()
     if not args.data.exists():
         parser.error(f"{args.data} does not exist (the data lives in ../shared/data/locomo)")
-    run(args.data, args.limit, args.systems, args.out)
+    run(args.data, args.limit, args.systems, args.out, args.ablations)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """PrefEval preference recall: `python -m benchmarks.prefeval --data DIR --inter-turns N --out FILE.json`.
 
 Every (topic, record, form) is one user. Their history, in order: the preference turn(s),
-then the first N filler exchanges of `filtered_inter_turns.json` (all conversations'
-messages concatenated; one exchange = a user message and the assistant's reply, so N turns
-are 2N messages, as in PrefEval's `--inter_turn`), and the record's `question` is the query.
+then the first N filler turns of `filtered_inter_turns.json` (all conversations'
+messages concatenated; a turn is a user message and the assistant's reply, as in the
+SCHEMA, whose 316 available turns are the file's 632 messages), and the record's `question`
+is the query.
 
 Gold, per form:
 - explicit: the one user message stating the preference;
@@ -107,11 +108,11 @@ def preference_turns(form: str, record: dict) -> list[Turn]:
 
 
 def read_filler(data: Path, inter_turns: int) -> list[Turn]:
-    """The first `inter_turns` filler exchanges (2 × inter_turns messages)."""
+    """The first `inter_turns` filler turns (2 × inter_turns messages)."""
     chats = json.loads((data / "filtered_inter_turns.json").read_text())
     messages = [(m["role"], m["content"], False) for chat in chats for m in chat["conversation"]]
     if 2 * inter_turns > len(messages):
-        raise SystemExit(f"--inter-turns {inter_turns} asks for {2 * inter_turns} messages; the filler has {len(messages)}")
+        raise SystemExit(f"--inter-turns {inter_turns} needs {2 * inter_turns} messages; the filler has {len(messages)}")
     return messages[: 2 * inter_turns]
 
 
@@ -137,7 +138,8 @@ def history(case: Case, filler: list[Turn]) -> tuple[list[Event], set[str]]:
     """
     events, gold = [], set()
     for minute, (role, text, is_gold) in enumerate([*case.turns, *filler]):
-        event = Event(speaker=role, role=role, text=text, time=HISTORY_START + timedelta(minutes=minute), thread_id="prefeval")
+        when = HISTORY_START + timedelta(minutes=minute)
+        event = Event(speaker=role, role=role, text=text, time=when, thread_id="prefeval")
         events.append(event)
         if is_gold:
             gold.add(event.id)
@@ -184,8 +186,7 @@ def run(data: Path, inter_turns: int, topics: list[str] | None, limit: int | Non
         "n_users": len(cases), "n_events": n_events, "seconds": round(time.perf_counter() - t0, 1),
         "topics": sorted({c.topic for c in cases}),
         "forms": {form: _form_summary(scores[form]) for form in FORMS},
-        "overall": {name: _means({m: [v for f in FORMS for v in scores[f][name][m]] for m in scores["explicit"][name]})
-                    for name in SYSTEMS},
+        "overall": {name: _overall(scores, name) for name in SYSTEMS},
     }
     _print(report)
     write_json(out, report)
@@ -194,6 +195,15 @@ def run(data: Path, inter_turns: int, topics: list[str] | None, limit: int | Non
 
 def _means(metrics: dict[str, list[float]]) -> dict[str, float]:
     return {metric: mean(values) for metric, values in metrics.items()}
+
+
+def _overall(scores: Scores, name: str) -> dict[str, float]:
+    """One system's metrics over every user of every form."""
+    pooled: dict[str, list[float]] = defaultdict(list)
+    for form in FORMS:
+        for metric, values in scores[form][name].items():
+            pooled[metric] += values
+    return _means(pooled)
 
 
 def _form_summary(per_system: dict[str, dict[str, list[float]]]) -> dict:
@@ -209,8 +219,10 @@ def _print(report: dict) -> None:
          report["forms"][form]["systems"][name]["turn_recall@10"]]
         for form in FORMS for name in SYSTEMS
     ]
-    rows += [["overall", name, *(report["overall"][name][f"recall@{k}"] for k in KS), report["overall"][name]["turn_recall@10"]]
-             for name in SYSTEMS]
+    rows += [
+        ["overall", name, *(report["overall"][name][f"recall@{k}"] for k in KS), report["overall"][name]["turn_recall@10"]]
+        for name in SYSTEMS
+    ]
     print_table(
         f"PrefEval preference recall ({report['n_users']} users, {report['inter_turns']} filler turns "
         f"= {report['filler_messages']} messages)",
@@ -221,7 +233,8 @@ def _print(report: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="the PrefEval benchmark_dataset folder")
-    parser.add_argument("--inter-turns", type=int, required=True, help="filler exchanges between preference and question")
+    parser.add_argument("--inter-turns", type=int, required=True,
+                        help="filler turns (a user message and its reply) between preference and question")
     parser.add_argument("--topics", nargs="+", help="topic file names without .json (default: every topic)")
     parser.add_argument("--limit", type=int, help="only the first N records of each topic and form")
     parser.add_argument("--out", type=Path, help="write the JSON report here")

@@ -40,6 +40,7 @@ from .profile import derive_profile
 from .records import RecordStore
 from .retrieval import Key, RetrievalConfig, pack, recency_ranking, rrf_fuse
 from .scope import Scope
+from .timeline import TimelineCache
 
 INDEXED_KINDS: tuple[RecordKind, ...] = ("event", "episode", "fact")
 R = TypeVar("R", bound=Record)
@@ -111,6 +112,7 @@ class Memory:
         self.sparse = sparse or Bm25Encoder()
         self.retrieval = retrieval or RetrievalConfig()
         self.graphs = GraphCache(lambda s: (self.records.list(s, "entity"), self.records.list(s, "relation")))
+        self.timelines = TimelineCache(lambda s: self.records.list(s, "event"))  # type: ignore[arg-type, return-value]
         self.reconcile_journal()
 
     def close(self) -> None:
@@ -125,8 +127,9 @@ class Memory:
             return []
         texts = [r.index_text() for r in indexed]  # type: ignore[attr-defined]
         dense = self.embedder.embed_documents(texts)
+        lexical = self._lexical_texts(scope, indexed, texts)
         points = []
-        for record, text, vector in zip(indexed, texts, dense, strict=True):
+        for record, text, vector in zip(indexed, lexical, dense, strict=True):
             if isinstance(record, Event):
                 start, end, status = ts(record.time, OPEN_START), OPEN_END, "active"
             elif isinstance(record, Episode):
@@ -137,7 +140,31 @@ class Memory:
             points.append(IndexPoint(scope, record.kind, record.id, vector, self.sparse.embed_document(text), status, start, end))
         return points
 
+    def _lexical_texts(self, scope: Scope, records: Sequence[Record], texts: list[str]) -> list[str]:
+        """BM25 text: an event's text is prefixed with the turn before it in its thread."""
+        events = {r.id: r for r in records if isinstance(r, Event)}
+        if not events:
+            return texts
+        timeline = self.timelines.get(scope)
+        timeline.add(list(events.values()))
+        previous = {eid: timeline.previous(eid) for eid in events}
+        stored = self.records.get_many(scope, "event", [p for p in previous.values() if p and p not in events])
+        out = []
+        for record, text in zip(records, texts, strict=True):
+            prev = previous.get(record.id) if isinstance(record, Event) else None
+            before = (events.get(prev) or stored.get(prev)) if prev else None
+            out.append(f"{before.speaker}: {before.text}\n{text}" if before else text)  # type: ignore[attr-defined]
+        return out
+
     def _write(self, scope: Scope, put: Sequence[Record] = (), delete: Sequence[tuple[RecordKind, str]] = ()) -> None:
+        try:
+            self._write_through(scope, put, delete)
+        except BaseException:
+            self.graphs.drop(scope)  # caches may hold what never landed: rebuild from records
+            self.timelines.drop(scope)
+            raise
+
+    def _write_through(self, scope: Scope, put: Sequence[Record], delete: Sequence[tuple[RecordKind, str]]) -> None:
         points = self._points(scope, put)
         entry = {
             "id": uuid.uuid4().hex, "tenant": scope.tenant, "user_id": scope.user_id,
@@ -148,6 +175,8 @@ class Memory:
         self.index.delete(scope, [k for k in delete if k[0] in INDEXED_KINDS])
         self.records.clear_journal(entry["id"])
         self._update_graph(scope, put, delete)
+        if self.timelines.loaded(scope):
+            self.timelines.get(scope).remove([rid for kind, rid in delete if kind == "event"])
 
     def _update_graph(self, scope: Scope, put: Sequence[Record], delete: Sequence[tuple[RecordKind, str]]) -> None:
         if not self.graphs.loaded(scope):
@@ -324,6 +353,10 @@ class Memory:
         if config.recency and records:
             stamps = {key: _record_time(rec) for key, rec in records.items()}
             rankings["recency"] = recency_ranking(stamps, as_of)
+        if config.neighbours and (not kinds or "event" in kinds):
+            first = [f.key for f in rrf_fuse(rankings, config.rrf_k, config.weights) if f.key in records]
+            rankings["neighbours"] = self._neighbour_ranking(scope, first[: config.neighbour_hits], as_of)
+            records.update(self._hydrate(scope, set(rankings["neighbours"]) - records.keys()))
         fused = [f for f in rrf_fuse(rankings, config.rrf_k, config.weights) if f.key in records]
         texts = [records[f.key].index_text() for f in fused]  # type: ignore[attr-defined]
         chosen, tokens = pack(texts, k, token_budget, self.embedder.count_tokens)
@@ -349,6 +382,21 @@ class Memory:
             for relation in graph.neighbours(entity_id, as_of, hops=1):
                 if relation.fact_id and ("fact", relation.fact_id) not in ranked:
                     ranked.append(("fact", relation.fact_id))
+        return ranked
+
+    def _neighbour_ranking(self, scope: Scope, hits: list[Key], as_of: datetime | None) -> list[Key]:
+        """The turns before and after each top event hit, in the hits' order."""
+        timeline = self.timelines.get(scope)
+        ranked: list[Key] = []
+        for kind, rid in hits:
+            if kind != "event":
+                continue
+            for neighbour in (timeline.previous(rid), timeline.next(rid)):
+                if neighbour and ("event", neighbour) not in ranked:
+                    ranked.append(("event", neighbour))
+        if as_of is not None:  # a turn said after as_of was not known then
+            said = self.records.get_many(scope, "event", [rid for _, rid in ranked])
+            ranked = [key for key in ranked if key[1] in said and said[key[1]].time <= as_of]  # type: ignore[attr-defined]
         return ranked
 
     def _hydrate(self, scope: Scope, keys: set[Key]) -> dict[Key, Record]:
@@ -400,10 +448,12 @@ class Memory:
         self.index.delete_scope(scope)
         self.records.clear_journal(entry["id"])
         self.graphs.drop(scope)
+        self.timelines.drop(scope)
         residue = {
             "records": self.records.count(scope),
             "index": self.index.count(scope),
             "graph": int(self.graphs.loaded(scope)),
+            "timeline": int(self.timelines.loaded(scope)),
             "journal": sum(1 for j in self.records.journal() if (j["tenant"], j["user_id"]) == (scope.tenant, scope.user_id)),
         }
         return ForgetReceipt(

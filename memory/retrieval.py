@@ -1,6 +1,6 @@
 """Retrieval as pure functions: rank fusion and packing under a token budget.
 
-The memory facade runs the stages (dense, BM25, graph expansion, recency) and
+The memory facade runs the stages (dense, BM25, graph expansion, recency, neighbouring turns) and
 hands their rankings here; each stage can be switched off in `RetrievalConfig` for ablations.
 """
 
@@ -22,14 +22,16 @@ class RetrievalConfig(BaseModel):
     bm25: bool = True
     graph: bool = True
     recency: bool = True
+    neighbours: bool = True
+    neighbour_hits: int = Field(10, ge=1, le=100, description="top event hits whose adjacent turns are considered")
     prefetch: int = Field(50, ge=1, le=1000)
     rrf_k: float = Field(2.0, gt=0)
     weights: dict[str, float] = Field(
-        default_factory=lambda: {"dense": 1.0, "bm25": 2.0, "graph": 1.0, "recency": 0.1}
+        default_factory=lambda: {"dense": 1.0, "bm25": 1.0, "graph": 1.0, "recency": 0.05, "neighbours": 0.4}
     )
 
     def stages(self) -> list[str]:
-        return [s for s in ("dense", "bm25", "graph", "recency") if getattr(self, s)]
+        return [s for s in ("dense", "bm25", "graph", "recency", "neighbours") if getattr(self, s)]
 
 
 @dataclass

@@ -1,0 +1,74 @@
+"""Per-thread order of a user's events, for the two retrieval features that need neighbours.
+
+A chat turn often only makes sense with the turn before it ("Good idea! How about this
+series?"), so its BM25 text includes that turn; and the turns next to a strong hit are often
+part of the same answer, so retrieval gives them a small share of the hit's score.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+from .models import Event
+from .scope import Scope
+
+Entry = tuple[datetime, str]
+
+
+class ScopeTimeline:
+    def __init__(self, events: list[Event]) -> None:
+        self._threads: dict[str, list[Entry]] = {}
+        self._where: dict[str, tuple[str, datetime]] = {}
+        self.add(events)
+
+    def add(self, events: list[Event]) -> None:
+        for event in events:
+            if event.id in self._where:
+                continue
+            bisect.insort(self._threads.setdefault(event.thread_id, []), (event.time, event.id))
+            self._where[event.id] = (event.thread_id, event.time)
+
+    def remove(self, event_ids: list[str]) -> None:
+        for event_id in event_ids:
+            if found := self._where.pop(event_id, None):
+                thread, when = found
+                self._threads[thread].remove((when, event_id))
+
+    def _neighbour(self, event_id: str, step: int) -> str | None:
+        if event_id not in self._where:
+            return None
+        thread, when = self._where[event_id]
+        entries = self._threads[thread]
+        pos = bisect.bisect_left(entries, (when, event_id)) + step
+        return entries[pos][1] if 0 <= pos < len(entries) else None
+
+    def previous(self, event_id: str) -> str | None:
+        return self._neighbour(event_id, -1)
+
+    def next(self, event_id: str) -> str | None:
+        return self._neighbour(event_id, 1)
+
+
+class TimelineCache:
+    """Timelines built lazily per scope from the event records, kept current by the facade."""
+
+    def __init__(self, loader: Callable[[Scope], list[Event]]) -> None:
+        self._loader = loader
+        self._timelines: dict[Scope, ScopeTimeline] = {}
+        self._lock = threading.Lock()
+
+    def get(self, scope: Scope) -> ScopeTimeline:
+        with self._lock:
+            if scope not in self._timelines:
+                self._timelines[scope] = ScopeTimeline(self._loader(scope))
+            return self._timelines[scope]
+
+    def drop(self, scope: Scope) -> None:
+        with self._lock:
+            self._timelines.pop(scope, None)
+
+    def loaded(self, scope: Scope) -> bool:
+        return scope in self._timelines
