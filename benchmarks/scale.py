@@ -123,6 +123,8 @@ class BulkEmbedder:
 
 @dataclass
 class Options:
+    """What every size of one run shares."""
+
     users: int
     batch: int
     embed_sample: int

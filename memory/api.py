@@ -13,7 +13,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
@@ -113,7 +113,7 @@ class Memory:
         self.retrieval = retrieval or RetrievalConfig()
         self.graphs = GraphCache(lambda s: (self.records.list(s, "entity"), self.records.list(s, "relation")))
         self.timelines = TimelineCache(lambda s: self.records.list(s, "event"))  # type: ignore[arg-type, return-value]
-        self.reconcile_journal()
+        self.replayed_on_open = self.reconcile_journal()
 
     def close(self) -> None:
         self.index.flush()
@@ -317,6 +317,8 @@ class Memory:
     ) -> SearchResult:
         """Hybrid retrieval for one user: ranked items with scores, stages and sources."""
         _check_scope(scope)
+        if as_of is not None and as_of.tzinfo is None:
+            as_of = as_of.replace(tzinfo=UTC)  # naive times are UTC, as in the models
         if not isinstance(query, str) or not query.strip():
             raise InvalidRecordError("query must be a non-empty string")
         if not 1 <= k <= 1000:
@@ -373,13 +375,22 @@ class Memory:
     def _graph_candidates(
         self, scope: Scope, query: str, as_of: datetime | None, kinds: Sequence[RecordKind] | None
     ) -> list[Key]:
-        """Facts on the edges around entities the query names, nearest first."""
+        """Facts on the edges of entities the query names, those sharing its words first.
+
+        A well-connected entity (the user themself) would otherwise pull in every fact about
+        them, so its edges that share no word with the query are left out.
+        """
         if kinds and "fact" not in kinds:
             return []
         graph = self.graphs.get(scope)
         ranked: list[Key] = []
         for entity_id in graph.entities_in(query):
-            for relation in graph.neighbours(entity_id, as_of, hops=1):
+            relations = graph.neighbours(entity_id, as_of, hops=1)
+            scored = [(graph.overlap(query, relation, entity_id), relation) for relation in relations]
+            if len(scored) > 5:
+                scored = [(overlap, rel) for overlap, rel in scored if overlap]
+            scored.sort(key=lambda pair: (-pair[0], -(pair[1].valid_from or pair[1].created_at).timestamp(), pair[1].id))
+            for _, relation in scored:
                 if relation.fact_id and ("fact", relation.fact_id) not in ranked:
                     ranked.append(("fact", relation.fact_id))
         return ranked

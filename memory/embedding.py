@@ -38,6 +38,7 @@ class MiniLMEmbedder:
     def _model(self):  # noqa: ANN202 - SentenceTransformer, imported lazily (torch is slow to import)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         import torch
         from sentence_transformers import SentenceTransformer
 

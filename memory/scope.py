@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from .errors import InvalidScopeError
@@ -34,6 +36,13 @@ class Scope(BaseModel):
 
     tenant: str = "default"
     user_id: str
+
+    def __init__(self, **data: Any) -> None:
+        # Checked here too: pydantic would wrap the validator's error in a ValidationError.
+        for field in ("tenant", "user_id"):
+            if field in data:
+                validate_label(data[field], field)
+        super().__init__(**data)
 
     @field_validator("tenant", "user_id")
     @classmethod

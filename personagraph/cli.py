@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import click
 import typer
@@ -74,7 +74,7 @@ class _ReportingGroup(typer.core.TyperGroup):
             _fail(f"{exc.filename}: {exc.strerror.lower() if exc.strerror else exc}")
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(2)
 
@@ -95,7 +95,7 @@ class CliState:
 
 
 def _state(ctx: typer.Context) -> CliState:
-    return ctx.find_root().obj
+    return ctx.obj
 
 
 @app.callback()
@@ -119,7 +119,7 @@ def _embedder(model_path: str | None) -> MiniLMEmbedder:
 
 def _load_model(memory: Memory) -> None:
     """Load the embedding model up front, under a spinner, so rates and timings measure the work."""
-    with console.status("loading the embedding model…"):
+    with err_console.status("loading the embedding model…"):
         memory.embedder.embed_query("warm-up")
 
 
@@ -251,13 +251,13 @@ def ingest(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="JSON Lines of messages, or a LoCoMo-format JSON file.")],
     user: Annotated[str, typer.Option("--user", "-u", help="Whose memory the messages go into.")],
-    format: Annotated[InputFormat, typer.Option("--format", help="Input format; auto looks at the name and content.")] = InputFormat.auto,
+    input_format: Annotated[InputFormat, typer.Option("--format", help="Input format; auto looks at the name and content.")] = InputFormat.auto,
     sample: Annotated[str | None, typer.Option(help="LoCoMo only: ingest just this sample_id.")] = None,
 ) -> None:
     """Add the messages of a file to a user's memory (replaying a file changes nothing)."""
     settings = _state(ctx).settings
     scope = _scope(settings, user)
-    events, what = _read_events(file, format, sample)  # parse everything before writing anything
+    events, what = _read_events(file, input_format, sample)  # parse everything before writing anything
     with _memory(settings) as memory:
         seconds = _add_with_progress(memory, scope, events)
     rate = len(events) / seconds if seconds else 0.0
@@ -280,9 +280,10 @@ def recall(
     settings = _state(ctx).settings
     scope = _scope(settings, user)
     wanted = [kind.strip() for entry in kinds or [] for kind in entry.split(",") if kind.strip()] or None
+    when = _parse_time(as_of)
     with _memory(settings) as memory:
         _load_model(memory)
-        result = memory.search(scope, query, k=k, kinds=wanted, as_of=_parse_time(as_of), token_budget=budget)  # type: ignore[arg-type]
+        result = memory.search(scope, query, k=k, kinds=wanted, as_of=when, token_budget=budget)  # type: ignore[arg-type]
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
     elif not result.items:
@@ -325,8 +326,8 @@ def forget(
         typer.confirm(f"Forget everything stored about {user!r}? This cannot be undone", abort=True)
     with _memory(settings) as memory:
         receipt = memory.forget_event(scope, event) if event else memory.forget_user(scope)
-    target = f"message {event}" if event else "everything"
-    console.print(f"forgot {escape(target)} of [bold]{escape(user)}[/] (tenant {escape(settings.tenant)})")
+    target = f"message {escape(event)} of user" if event else "user"
+    console.print(f"forgot {target} [bold]{escape(user)}[/] (tenant {escape(settings.tenant)})")
     console.print(_receipt_table(receipt))
     if not receipt.complete:
         raise typer.Exit(1)
@@ -354,7 +355,13 @@ def export(
 
 
 def _disk_usage(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+    """Bytes allocated on disk, not apparent sizes: Qdrant preallocates 32 MB files that are mostly holes."""
+    total = 0
+    for file in path.rglob("*"):
+        if file.is_file():
+            info = file.stat()
+            total += info.st_blocks * 512 if hasattr(info, "st_blocks") else info.st_size
+    return total
 
 
 @app.command()
@@ -384,7 +391,7 @@ def reconcile(
     with _memory(settings) as memory:
         scopes = [_scope(settings, user)] if user else memory.records.scopes()
         repaired = {scope: memory.reconcile(scope) for scope in scopes}
-    table = Table(show_edge=False)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     table.add_column("tenant/user")
     table.add_column("indexed", justify="right")
     table.add_column("orphans removed", justify="right")
@@ -393,7 +400,8 @@ def reconcile(
     if repaired:
         console.print(table)
     fixed = sum(n for counts in repaired.values() for n in counts.values())
-    console.print(f"[green]✓[/] {len(repaired)} users checked, " + (f"{fixed} repairs" if fixed else "nothing to repair"))
+    checked = f"{len(repaired)} user{'s' if len(repaired) != 1 else ''} checked"
+    console.print(f"[green]✓[/] {checked}, " + (f"{fixed} repaired" if fixed else "nothing to repair"))
 
 
 # ====================================================================== demo
@@ -415,8 +423,8 @@ def _reset_demo_dir(path: Path) -> None:
     shutil.rmtree(path)
 
 
-def _demo_facts(memory: Memory, scope: Scope) -> list[str]:
-    """Facts a reflection step would have drawn from the sample chat; returns lines to show."""
+def _add_demo_facts(memory: Memory, scope: Scope) -> None:
+    """Facts the reflection graph would draw from the sample chat, one of them a move."""
     memory.add_fact(scope, Fact(
         text="Sam is allergic to peanuts and carries an EpiPen.", subject="Sam", predicate="allergic_to",
         object="peanuts", sources=["sam-03"],
@@ -432,12 +440,14 @@ def _demo_facts(memory: Memory, scope: Scope) -> list[str]:
         text="Sam lives in Bristol, in a flat in Bedminster.", subject="Sam", predicate="lives_in",
         object="Bristol", valid_from=datetime(2025, 3, 20, 18, tzinfo=UTC), sources=["sam-16", "sam-25"],
     ))
-    return [
-        "Sam —allergic_to→ peanuts",
-        "Sam —works_at→ Tidewater Games   (from 2025-03-24)",
-        "Sam —lives_in→ Leeds   [dim](superseded)[/]",
-        "Sam —lives_in→ Bristol   (from 2025-03-20, closes the Leeds fact)",
-    ]
+
+
+def _fact_line(fact: Fact) -> str:
+    """'Sam —lives_in→ Leeds  superseded on 2025-03-20': the triple and when it held (markup)."""
+    line = escape(f"{fact.subject} —{fact.predicate}→ {fact.object}")
+    if fact.status != "active":
+        return f"{line}  [dim]{fact.status} on {fact.valid_to:%Y-%m-%d}[/]"
+    return f"{line}  [dim]since {fact.valid_from:%Y-%m-%d}[/]" if fact.valid_from else line
 
 
 def _profile_rows(profile: Profile) -> list[tuple[str, str]]:
@@ -453,8 +463,8 @@ def _profile_rows(profile: Profile) -> list[tuple[str, str]]:
     return rows
 
 
-def _show_search(memory: Memory, scope: Scope, query: str, top: int, **options: Any) -> None:
-    console.print(f"\n[bold cyan]?[/] [bold]{escape(query)}[/]")
+def _show_search(memory: Memory, scope: Scope, query: str, top: int, note: str = "", **options: Any) -> None:
+    console.print(f"\n[bold cyan]?[/] [bold]{escape(query)}[/]  [dim]{escape(note)}[/]")
     console.print(_results_table(memory.search(scope, query, k=top, **options).items))
 
 
@@ -479,16 +489,17 @@ def demo(
         seconds = _add_with_progress(memory, scope, events)
         console.print(f"[green]✓[/] stored {len(events)} messages from Sam's March chats in {seconds:.1f} s")
         console.print("\n[bold]Facts[/] (normally extracted by the reflection graph; added by hand here):")
-        for line in _demo_facts(memory, scope):
-            console.print(f"  • {line}")
+        _add_demo_facts(memory, scope)
+        for fact in sorted(memory.facts(scope, status=None), key=lambda f: (f.predicate or "", f.created_at)):
+            console.print(f"  • {_fact_line(fact)}")
         for query in DEMO_QUERIES:
             _show_search(memory, scope, query, top=3)
 
         console.print(Rule("[bold]time travel"))
-        _show_search(memory, scope, "Where does Sam live?", top=1, kinds=["fact"])
+        _show_search(memory, scope, "Where does Sam live?", top=1, note="now", kinds=["fact"])
         then = datetime(2025, 3, 15, tzinfo=UTC)
-        console.print(f"[dim]...and as of {then:%d %B %Y}, before the move:[/]")
-        _show_search(memory, scope, "Where does Sam live?", top=1, kinds=["fact"], as_of=then)
+        note = f"as of {then:%d %B %Y}, before the move"
+        _show_search(memory, scope, "Where does Sam live?", top=1, note=note, kinds=["fact"], as_of=then)
 
         console.print(Rule("[bold]profile"))
         profile = Table.grid(padding=(0, 2))

@@ -30,4 +30,9 @@ def open_memory(settings: Settings | None = None, embedder: Embedder | None = No
     """Open (creating if needed) the memory the settings describe; repairs unfinished writes."""
     settings = settings or Settings()
     embedder = embedder or MiniLMEmbedder(settings.embedding_model_path)
-    return Memory(open_records(settings), open_index(settings), embedder)
+    records = open_records(settings)
+    try:
+        return Memory(records, open_index(settings), embedder)
+    except BaseException:
+        records.close()
+        raise

