@@ -38,7 +38,7 @@ from .models import (
 )
 from .profile import derive_profile
 from .records import RecordStore
-from .retrieval import Key, RetrievalConfig, pack, recency_ranking, rrf_fuse
+from .retrieval import Fused, Key, RetrievalConfig, pack, recency_ranking, rrf_fuse
 from .scope import Scope
 from .timeline import TimelineCache
 
@@ -137,7 +137,10 @@ class Memory:
             else:
                 assert isinstance(record, Fact)
                 start, end, status = ts(record.valid_from, OPEN_START), ts(record.valid_to, OPEN_END), record.status
-            points.append(IndexPoint(scope, record.kind, record.id, vector, self.sparse.embed_document(text), status, start, end))
+            points.append(IndexPoint(
+                scope, record.kind, record.id, vector, self.sparse.embed_document(text), status, start, end,
+                _record_time(record).timestamp(),
+            ))
         return points
 
     def _lexical_texts(self, scope: Scope, records: Sequence[Record], texts: list[str]) -> list[str]:
@@ -332,17 +335,22 @@ class Memory:
         timings: dict[str, float] = {}
         iq = IndexQuery(scope, config.prefetch, tuple(kinds) if kinds else None, ts(as_of, 0) if as_of else None)
         rankings: dict[str, list[Key]] = {}
+        stamps: dict[Key, float] = {}
 
         t = time.perf_counter()
         if config.dense:
             vector = self.embedder.embed_query(query)
             timings["embed"] = (time.perf_counter() - t) * 1000
             t = time.perf_counter()
-            rankings["dense"] = [(h.kind, h.record_id) for h in self.index.search_dense(iq, vector)]
+            hits = self.index.search_dense(iq, vector)
+            rankings["dense"] = [(h.kind, h.record_id) for h in hits]
+            stamps.update({(h.kind, h.record_id): h.time for h in hits})
             timings["dense"] = (time.perf_counter() - t) * 1000
         if config.bm25:
             t = time.perf_counter()
-            rankings["bm25"] = [(h.kind, h.record_id) for h in self.index.search_sparse(iq, self.sparse.embed_query(query))]
+            hits = self.index.search_sparse(iq, self.sparse.embed_query(query))
+            rankings["bm25"] = [(h.kind, h.record_id) for h in hits]
+            stamps.update({(h.kind, h.record_id): h.time for h in hits})
             timings["bm25"] = (time.perf_counter() - t) * 1000
         if config.graph:
             t = time.perf_counter()
@@ -350,25 +358,13 @@ class Memory:
             timings["graph"] = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()
-        candidates = {key for keys in rankings.values() for key in keys}
-        records = self._hydrate(scope, candidates)
-        if config.recency and records:
-            stamps = {key: _record_time(rec) for key, rec in records.items()}
-            rankings["recency"] = recency_ranking(stamps, as_of)
+        if config.recency and stamps:
+            rankings["recency"] = recency_ranking(stamps, as_of.timestamp() if as_of else None)
         if config.neighbours and (not kinds or "event" in kinds):
-            first = [f.key for f in rrf_fuse(rankings, config.rrf_k, config.weights) if f.key in records]
+            first = [f.key for f in rrf_fuse(rankings, config.rrf_k, config.weights)]
             rankings["neighbours"] = self._neighbour_ranking(scope, first[: config.neighbour_hits], as_of)
-            records.update(self._hydrate(scope, set(rankings["neighbours"]) - records.keys()))
-        fused = [f for f in rrf_fuse(rankings, config.rrf_k, config.weights) if f.key in records]
-        texts = [records[f.key].index_text() for f in fused]  # type: ignore[attr-defined]
-        chosen, tokens = pack(texts, k, token_budget, self.embedder.count_tokens)
-        items = [
-            RetrievedItem(
-                kind=fused[i].key[0], id=fused[i].key[1], text=texts[i], score=fused[i].score,
-                stages=fused[i].stages, sources=_sources(records[fused[i].key]), time=_record_time(records[fused[i].key]),
-            )
-            for i in chosen
-        ]
+        fused = rrf_fuse(rankings, config.rrf_k, config.weights)
+        items, tokens = self._materialize(scope, fused, k, token_budget)
         timings["fuse_pack"] = (time.perf_counter() - t) * 1000
         return SearchResult(query=query, items=items, tokens=tokens, timings_ms=timings)
 
@@ -394,6 +390,33 @@ class Memory:
                 if relation.fact_id and ("fact", relation.fact_id) not in ranked:
                     ranked.append(("fact", relation.fact_id))
         return ranked
+
+    def _materialize(self, scope: Scope, fused: list[Fused], k: int, budget: int | None) -> tuple[list[RetrievedItem], int]:
+        """Read records for the best-ranked keys only, in slices, until k items are packed.
+
+        Keys without a record (an index point whose record is gone) are skipped, so the
+        record store stays the truth of what search returns.
+        """
+        items: list[RetrievedItem] = []
+        used = 0
+        step = 2 * k + 10
+        for start in range(0, len(fused), step):
+            chunk = fused[start:start + step]
+            records = self._hydrate(scope, {f.key for f in chunk})
+            present = [f for f in chunk if f.key in records]
+            texts = [records[f.key].index_text() for f in present]  # type: ignore[attr-defined]
+            remaining = None if budget is None else budget - used
+            chosen, cost = pack(texts, k - len(items), remaining, self.embedder.count_tokens)
+            used += cost
+            for i in chosen:
+                record = records[present[i].key]
+                items.append(RetrievedItem(
+                    kind=record.kind, id=record.id, text=texts[i], score=present[i].score,
+                    stages=present[i].stages, sources=_sources(record), time=_record_time(record),
+                ))
+            if len(items) >= k:
+                break
+        return items, used
 
     def _neighbour_ranking(self, scope: Scope, hits: list[Key], as_of: datetime | None) -> list[Key]:
         """The turns before and after each top event hit, in the hits' order."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from pydantic import BaseModel, Field
 
@@ -54,8 +53,8 @@ def rrf_fuse(rankings: dict[str, Sequence[Key]], k: float, weights: dict[str, fl
     return sorted(fused.values(), key=lambda f: (-f.score, f.key))
 
 
-def recency_ranking(times: dict[Key, datetime], as_of: datetime | None = None) -> list[Key]:
-    """Newest first, ignoring anything stamped after `as_of`."""
+def recency_ranking(times: dict[Key, float], as_of: float | None = None) -> list[Key]:
+    """Newest first (times are POSIX seconds), ignoring anything stamped after `as_of`."""
     eligible = [(t, key) for key, t in times.items() if as_of is None or t <= as_of]
     return [key for _, key in sorted(eligible, key=lambda pair: pair[0], reverse=True)]
 

@@ -38,11 +38,12 @@ class IndexPoint:
     status: str = "active"
     valid_from: float = OPEN_START
     valid_to: float = OPEN_END
+    time: float = 0.0  # when it was said or learned: lets recency rank hits without a record read
 
     def payload(self) -> dict:
         return {
             "scope_key": self.scope.key, "kind": self.kind, "record_id": self.record_id,
-            "status": self.status, "valid_from": self.valid_from, "valid_to": self.valid_to,
+            "status": self.status, "valid_from": self.valid_from, "valid_to": self.valid_to, "time": self.time,
         }
 
 
@@ -61,6 +62,7 @@ class IndexHit:
     kind: str
     record_id: str
     score: float
+    time: float = 0.0
 
 
 @dataclass

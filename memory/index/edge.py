@@ -36,7 +36,7 @@ from ..errors import ConfigurationError
 from ..scope import Scope
 from .base import IndexHit, IndexPoint, IndexQuery, point_uuid
 
-_PAYLOAD_FIELDS = ["kind", "record_id"]
+_PAYLOAD_FIELDS = ["kind", "record_id", "time"]
 
 
 def _filter(query: IndexQuery) -> Filter:
@@ -109,7 +109,7 @@ class EdgeIndex:
         hits = self._shard.query(QueryRequest(
             limit=query.limit, query=nearest, filter=_filter(query), with_payload=_PAYLOAD_FIELDS,
         ))
-        return [IndexHit(h.payload["kind"], h.payload["record_id"], h.score) for h in hits]
+        return [IndexHit(h.payload["kind"], h.payload["record_id"], h.score, h.payload.get("time", 0.0)) for h in hits]
 
     def search_dense(self, query: IndexQuery, vector: list[float]) -> list[IndexHit]:
         return self._search(query, Query.Nearest(vector, using="dense"), "dense")

@@ -15,7 +15,7 @@ from ..embedding import SparseVector as SparseTuple
 from ..scope import Scope
 from .base import IndexHit, IndexPoint, IndexQuery, point_uuid
 
-_PAYLOAD_FIELDS = ["kind", "record_id"]
+_PAYLOAD_FIELDS = ["kind", "record_id", "time"]
 
 
 def _match(key: str, value: str) -> models.FieldCondition:
@@ -94,7 +94,7 @@ class QdrantServerIndex:
             self._collection, query=vector, using=using, query_filter=_filter(query),
             limit=query.limit, with_payload=_PAYLOAD_FIELDS,
         )
-        return [IndexHit(p.payload["kind"], p.payload["record_id"], p.score) for p in response.points]
+        return [IndexHit(p.payload["kind"], p.payload["record_id"], p.score, p.payload.get("time", 0.0)) for p in response.points]
 
     def search_dense(self, query: IndexQuery, vector: list[float]) -> list[IndexHit]:
         return self._search(query, vector, "dense")
