@@ -258,13 +258,18 @@ class Memory:
         if {"id", "kind"} & changes.keys():
             raise InvalidRecordError("a fact's id and kind cannot change")
         updated = _coerce(Fact, {**old.model_dump(), **changes})
-        self._write(scope, put=[updated, *self._fact_links(scope, updated)])
+        links = self._fact_links(scope, updated)
+        stale = [] if links else [("relation", r.id) for r in self.records.list(scope, "relation", {"fact_id": fact_id})]
+        self._write(scope, put=[updated, *links], delete=stale)
         return updated
 
     def _close_fact(self, scope: Scope, fact: Fact, status: str, when: datetime, **extra: Any) -> list[Record]:
-        closed = fact.model_copy(update={"status": status, "valid_to": fact.valid_to or when, **extra})
+        end = fact.valid_to or when
+        if fact.valid_from and end < fact.valid_from:
+            end = fact.valid_from  # closed before it began (a retracted plan): an empty interval
+        closed = fact.model_copy(update={"status": status, "valid_to": end, **extra})
         relations = self.records.list(scope, "relation", {"fact_id": fact.id})
-        return [closed, *(r.model_copy(update={"valid_to": r.valid_to or when}) for r in relations)]
+        return [closed, *(r.model_copy(update={"valid_to": r.valid_to or end}) for r in relations)]
 
     def supersede_fact(self, scope: Scope, old_id: str, new_fact: Fact | dict[str, Any]) -> Fact:
         """The world changed: close the old fact (and its edges) where the new one starts."""
@@ -389,7 +394,8 @@ class Memory:
             for _, relation in scored:
                 if relation.fact_id and ("fact", relation.fact_id) not in ranked:
                     ranked.append(("fact", relation.fact_id))
-        return ranked
+        facts = self.records.get_many(scope, "fact", [rid for _, rid in ranked])
+        return [key for key in ranked if key[1] in facts and facts[key[1]].status != "retracted"]  # type: ignore[attr-defined]
 
     def _materialize(self, scope: Scope, fused: list[Fused], k: int, budget: int | None) -> tuple[list[RetrievedItem], int]:
         """Read records for the best-ranked keys only, in slices, until k items are packed.
@@ -449,7 +455,12 @@ class Memory:
             {event_id}, self.facts(scope, status=None), self.records.list(scope, "relation"),
             self.records.list(scope, "entity"), self.records.list(scope, "episode"),
         )
-        self._write(scope, put=plan.update, delete=plan.delete)
+        # The next turn's BM25 text quotes this one: re-index it once this one is gone.
+        timeline = self.timelines.get(scope)
+        following = timeline.next(event_id)
+        timeline.remove([event_id])
+        refresh = list(self.records.get_many(scope, "event", [following] if following else []).values())
+        self._write(scope, put=[*plan.update, *refresh], delete=plan.delete)
         deleted: dict[str, int] = {}
         for kind, _ in plan.delete:
             deleted[kind] = deleted.get(kind, 0) + 1
@@ -526,6 +537,7 @@ class Memory:
 
     def reconcile(self, scope: Scope) -> dict[str, int]:
         """Full check of one scope: index what is missing, drop index points without records."""
+        _check_scope(scope)
         record_keys = {(r.kind, r.id) for kind in INDEXED_KINDS for r in self.records.list(scope, kind)}
         index_keys = self.index.keys(scope)
         missing, orphans = record_keys - index_keys, index_keys - record_keys
@@ -535,6 +547,7 @@ class Memory:
 
     def reindex(self, scope: Scope) -> int:
         """Rebuild one scope's index from its records (e.g. after changing the embedder)."""
+        _check_scope(scope)
         self.index.delete_scope(scope)
         recs = [r for kind in INDEXED_KINDS for r in self.records.list(scope, kind)]
         for start in range(0, len(recs), 256):

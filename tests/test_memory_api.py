@@ -9,6 +9,7 @@ another user of the same deployment and must never see any of it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -50,7 +51,14 @@ BOB_SAYS = [
     "I collect vintage mechanical keyboards",
     "My cat Pixel knocks everything off my desk",
 ]
-GRAPH_ONLY = RetrievalConfig(**{stage: stage == "graph" for stage in RetrievalConfig().stages()})
+
+
+def only(stage: str) -> RetrievalConfig:
+    """A retrieval config that runs one stage alone, whatever stages exist."""
+    return RetrievalConfig(**{name: name == stage for name in RetrievalConfig().stages()})
+
+
+GRAPH_ONLY = only("graph")
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -280,10 +288,6 @@ def test_a_retracted_fact_stays_out_of_past_searches_by_the_index_stages(memory:
     assert memory.search(alice, "Where does Alice work? Acme Corp", as_of=WHILE_IN_LISBON, config=index_only).items == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the graph stage returns a retracted fact for a past as_of: retraction closes the edge "
-    "at now(), so the edge is valid before that and _graph_candidates never checks fact status"
-))
 def test_a_retracted_fact_stays_out_of_past_searches(memory: Memory, alice: Scope) -> None:
     wrong = memory.add_fact(alice, works_at("Acme Corp"))
     memory.retract_fact(alice, wrong.id)
@@ -311,10 +315,6 @@ def test_update_fact_moves_the_graph_edge_with_the_object(memory: Memory, alice:
     assert memory.records.get(alice, "relation", f"rel_{fact.id}").object_id == entity_key("Globex")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: update_fact that clears subject/predicate/object leaves the fact's old relation live, "
-    "so graph expansion still returns the fact for the entity it no longer names"
-))
 def test_update_fact_that_drops_the_triple_takes_the_fact_off_the_graph(memory: Memory, alice: Scope) -> None:
     fact = memory.add_fact(alice, Fact(text="Alice likes tea", subject="Alice", predicate="likes", object="tea"))
     memory.update_fact(alice, fact.id, text="Alice likes coffee", subject=None, predicate=None, object=None)
@@ -447,10 +447,18 @@ def test_forgetting_an_event_updates_the_graph_and_search(memory: Memory, alice:
         assert [k for *_, k in graph.edges(keys=True)] == [f"rel_{alices_story['work'].id}"]
         assert graph.nodes[entity_key("Alice")]["sources"] == [alices_story["job"].id]
     found = memory.search(alice, "Lisbon")
-    assert ids(found.items) == [alices_story["job"].id, alices_story["work"].id] or set(ids(found.items)) == {
-        alices_story["job"].id, alices_story["work"].id
-    }
+    assert set(ids(found.items)) == {alices_story["job"].id, alices_story["work"].id}
     assert all(alices_story["moved"].id not in item.sources for item in found.items)
+
+
+def test_forgetting_an_event_leaves_no_searchable_trace_of_its_words(memory: Memory, alice: Scope) -> None:
+    secret, reply = memory.add_events(alice, [
+        said("My bank PIN is zanzibar", 0), said("Got it, noted.", 1, speaker="assistant"),
+    ])
+    assert ids(memory.search(alice, "zanzibar", config=only("bm25")).items)[0] == secret.id
+
+    assert memory.forget_event(alice, secret.id).complete
+    assert memory.search(alice, "zanzibar", config=only("bm25")).items == []
 
 
 def test_forgetting_both_sources_removes_the_whole_story(memory: Memory, alice: Scope, alices_story: dict[str, Any]) -> None:
@@ -535,28 +543,22 @@ def test_forgetting_a_user_with_no_memory_is_complete_and_harmless(memory: Memor
     assert memory.records.count(bob) == memory.index.count(bob) == 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: retracting a fact whose valid_from is in the future stores valid_to=now() < valid_from "
-    "(model_copy skips validation); every later read of the user's facts raises ValidationError, "
-    "so export and forget_user fail"
-))
 def test_retracting_a_future_plan_keeps_the_user_exportable_and_forgettable(memory: Memory, alice: Scope) -> None:
-    plan = memory.add_fact(alice, Fact(text="Alice plans to visit Japan", fact_kind="plan", valid_from=datetime.now(UTC) + timedelta(days=30)))
+    next_month = datetime.now(UTC) + timedelta(days=30)
+    plan = memory.add_fact(alice, Fact(text="Alice plans to visit Japan", fact_kind="plan", valid_from=next_month))
     memory.retract_fact(alice, plan.id)
 
     assert [f["id"] for f in memory.export(alice)["records"]["fact"]] == [plan.id]
     assert memory.forget_user(alice).complete
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: supersede_fact with a new fact starting before the old one stores the old fact with "
-    "valid_to < valid_from; every later read of the user's facts raises ValidationError"
-))
 def test_a_backdated_supersede_keeps_the_user_exportable_and_forgettable(memory: Memory, alice: Scope) -> None:
     lisbon = memory.add_fact(alice, lives_in("Lisbon", MOVED_TO_PORTO))
-    memory.supersede_fact(alice, lisbon.id, lives_in("Porto", T0))
+    with contextlib.suppress(InvalidRecordError):  # refusing it is as good as storing it sanely
+        memory.supersede_fact(alice, lisbon.id, lives_in("Porto", T0))
 
-    assert len(memory.export(alice)["records"]["fact"]) == 2
+    facts = memory.export(alice)["records"]["fact"]
+    assert lisbon.id in {f["id"] for f in facts}
     assert memory.forget_user(alice).complete
 
 
@@ -577,6 +579,7 @@ def test_a_crash_between_record_and_index_write_is_repaired_on_open(
 
     reopened = Memory(memory.records, memory.index, embedder)
 
+    assert reopened.replayed_on_open == 1
     assert memory.records.journal() == []
     assert ids(reopened.search(alice, "Biscuit").items) == [event.id]
 
@@ -662,21 +665,11 @@ BAD_LABELS = [".", "a.b", "a/b", "", "x" * 200, "-leading-dash", "alice\n", "ün
 
 
 @pytest.mark.parametrize("label", BAD_LABELS)
-def test_a_bad_label_never_becomes_a_scope(label: str) -> None:
-    with pytest.raises(ValueError):
-        Scope(user_id=label)
-    with pytest.raises(ValueError):
-        Scope(tenant=label, user_id="alice")
-
-
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: Scope's field validator raises InvalidScopeError, a ValueError, which pydantic wraps "
-    "into a ValidationError, so callers never see the documented InvalidScopeError"
-))
-@pytest.mark.parametrize("label", [".", "a/b", "", "x" * 200])
-def test_a_bad_label_raises_invalid_scope_error(label: str) -> None:
+def test_a_bad_label_is_refused_with_invalid_scope_error(label: str) -> None:
     with pytest.raises(InvalidScopeError):
         Scope(user_id=label)
+    with pytest.raises(InvalidScopeError):
+        Scope(tenant=label, user_id="alice")
 
 
 def test_good_labels_make_scopes() -> None:
@@ -761,15 +754,11 @@ SCOPED_CALLS: dict[str, Callable[[Memory, Any], Any]] = {
     "reconcile": lambda m, s: m.reconcile(s),
     "reindex": lambda m, s: m.reindex(s),
 }
-UNCHECKED = pytest.mark.xfail(strict=True, reason=(
-    "BUG: reconcile() and reindex() never call _check_scope, so a plain string fails deep "
-    "inside with AttributeError instead of InvalidRecordError"
-))
 
 
 @pytest.mark.parametrize(
     "call",
-    [pytest.param(fn, id=name, marks=UNCHECKED if name in {"reconcile", "reindex"} else ())
+    [pytest.param(fn, id=name)
      for name, fn in SCOPED_CALLS.items()],
 )
 def test_every_call_refuses_something_that_is_not_a_scope(
