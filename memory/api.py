@@ -378,21 +378,27 @@ class Memory:
     ) -> list[Key]:
         """Facts on the edges of entities the query names, those sharing its words first.
 
-        A well-connected entity (the user themself) would otherwise pull in every fact about
-        them, so its edges that share no word with the query are left out.
+        Words are compared after BM25's stemming and stop-word removal ("live" meets
+        "lives_in"), against the predicate and the far end's name. A small neighbourhood
+        (at most 5 edges) comes whole; of a hub (the user themself) only the edges that share
+        a word with the query, so naming it does not pull in every fact about it.
         """
         if kinds and "fact" not in kinds:
             return []
         graph = self.graphs.get(scope)
+        query_terms = set(self.sparse.embed_query(query)[0])
         ranked: list[Key] = []
         for entity_id in graph.entities_in(query):
-            relations = graph.neighbours(entity_id, as_of, hops=1)
-            scored = [(graph.overlap(query, relation, entity_id), relation) for relation in relations]
+            relations = [r for r in graph.neighbours(entity_id, as_of, hops=1) if r.fact_id]
+            scored = [
+                (len(query_terms.intersection(self.sparse.embed_query(graph.describe(r, entity_id))[0])), r)
+                for r in relations
+            ]
             if len(scored) > 5:
-                scored = [(overlap, rel) for overlap, rel in scored if overlap]
+                scored = [(shared, r) for shared, r in scored if shared]
             scored.sort(key=lambda pair: (-pair[0], -(pair[1].valid_from or pair[1].created_at).timestamp(), pair[1].id))
             for _, relation in scored:
-                if relation.fact_id and ("fact", relation.fact_id) not in ranked:
+                if ("fact", relation.fact_id) not in ranked:
                     ranked.append(("fact", relation.fact_id))
         facts = self.records.get_many(scope, "fact", [rid for _, rid in ranked])
         return [key for key in ranked if key[1] in facts and facts[key[1]].status != "retracted"]  # type: ignore[attr-defined]

@@ -87,12 +87,11 @@ class ScopeGraph:
             out.append([undirected.edges[u, v, k]["relation"] for u, v, k in path])
         return out
 
-    def overlap(self, text: str, relation: Relation, seen_from: str) -> int:
-        """Words of `text` shared with the relation's predicate and its far end's name."""
-        words = set(_tokens(text))
+    def describe(self, relation: Relation, seen_from: str) -> str:
+        """The relation as words seen from one end: its predicate and the far end's name."""
         far = relation.object_id if relation.subject_id == seen_from else relation.subject_id
-        names = [relation.predicate.replace("_", " "), self.graph.nodes[far].get("name", "") if far in self.graph else ""]
-        return len(words.intersection(t for name in names for t in _tokens(name)))
+        name = self.graph.nodes[far].get("name", "") if far in self.graph else ""
+        return f"{relation.predicate.replace('_', ' ')} {name}"
 
     def entities_in(self, text: str) -> list[str]:
         """Entity ids whose name or alias appears in `text` as a whole-word sequence."""

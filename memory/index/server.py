@@ -65,6 +65,9 @@ class QdrantServerIndex:
 
     @classmethod
     def connect(cls, url: str, api_key: str | None = None, collection: str = "personagraph") -> QdrantServerIndex:
+        """`url` of a server or cluster; ":memory:" selects qdrant-client's local mode (tests only)."""
+        if url == ":memory:":
+            return cls(QdrantClient(location=":memory:"), collection)
         return cls(QdrantClient(url=url, api_key=api_key), collection)
 
     def upsert(self, points: list[IndexPoint]) -> None:
