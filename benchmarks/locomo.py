@@ -61,10 +61,13 @@ def ablations() -> dict[str, RetrievalConfig]:
     return {f"-{stage}": full.model_copy(update={stage: False}) for stage in full.stages()}
 
 
-def run(data: Path, limit: int | None, systems: list[str], out: Path | None, with_ablations: bool = False) -> dict:
+def run(
+    data: Path, limit: int | None, systems: list[str], out: Path | None,
+    with_ablations: bool = False, embedder: MiniLMEmbedder | None = None,
+) -> dict:
     configs = dict(SYSTEMS) | (ablations() if with_ablations else {})
     systems = systems + (list(ablations()) if with_ablations else [])
-    embedder = MiniLMEmbedder()
+    embedder = embedder or MiniLMEmbedder()
     memory = fresh_memory(embedder=embedder)
     samples = read_locomo(data)
     stats: dict[str, int] = defaultdict(int)
