@@ -35,7 +35,7 @@ def _sample() -> dict:
             "session_7_date_time": "1:00 pm on 9 May, 2023",  # dangling date key, as in conv-26
         },
         "qa": [
-            {"question": "What did Mira make in pottery class?", "answer": "a bowl", "evidence": ["D1:3"], "category": 4},
+            {"question": "What colour was the bowl Mira made?", "answer": "blue", "evidence": ["D1:3"], "category": 4},
             {"question": "Where will Tom's boat go back in the water?", "answer": "Lake Garda", "evidence": ["D:1:4"], "category": 2},
             {"question": "What hobbies do Mira and Tom have?", "answer": "pottery, sailing", "evidence": ["D1:1", "D1:2"], "category": 1},
             {"question": "Did Mira win a prize?", "adversarial_answer": "yes", "evidence": ["D1:3"], "category": 5},
