@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from personagraph.memory import Memory, MiniLMEmbedder, RecordStore, RetrievalConfig
-from personagraph.memory.api import RetrievedItem
+from personagraph.memory import RetrievedItem
 from personagraph.memory.index.edge import EdgeIndex
 
 console = Console()

@@ -1,6 +1,7 @@
 """personagraph.memory: records, indexes, graph and retrieval. Never calls an LLM."""
 
-from .api import ForgetReceipt, Memory, RetrievedItem, SearchResult
+from .api import ForgetReceipt, Memory
+from .search import RetrievedItem, SearchResult
 from .embedding import Bm25Encoder, Embedder, MiniLMEmbedder
 from .errors import (
     ConfigurationError,

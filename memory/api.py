@@ -3,14 +3,13 @@
 Write path: validate → embed → one atomic record batch (records + a journal entry) → index
 upsert/delete → clear the journal entry → update the cached graph. A crash after the record
 batch leaves the journal entry, and `reconcile()` (run on open) replays it onto the index.
-Search hydrates every hit from the record store, so an index point without a record (an
-orphan) is never returned.
+Search (memory/search.py) reads every hit back from the record store, so an index point
+without a record (an orphan) is never returned.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -22,8 +21,9 @@ from .cascade import plan_event_cascade
 from .embedding import Bm25Encoder, Embedder
 from .errors import InvalidRecordError, RecordNotFoundError
 from .graph import GraphCache, ScopeGraph
-from .index.base import OPEN_END, OPEN_START, IndexPoint, IndexQuery, VectorIndex, ts
+from .index.base import OPEN_END, OPEN_START, IndexPoint, VectorIndex, ts
 from .models import (
+    INDEXED_KINDS,
     RECORD_KINDS,
     Entity,
     Episode,
@@ -35,32 +35,16 @@ from .models import (
     Relation,
     entity_key,
     now,
+    record_time,
 )
 from .profile import derive_profile
 from .records import RecordStore
-from .retrieval import Fused, Key, RetrievalConfig, pack, recency_ranking, rrf_fuse
+from .retrieval import Key, RetrievalConfig
+from .search import Retriever, SearchResult
 from .scope import Scope
 from .timeline import TimelineCache
 
-INDEXED_KINDS: tuple[RecordKind, ...] = ("event", "episode", "fact")
 R = TypeVar("R", bound=Record)
-
-
-class RetrievedItem(BaseModel):
-    kind: RecordKind
-    id: str
-    text: str
-    score: float
-    stages: dict[str, int] = Field(description="retrieval stage -> rank of this item there (1-based)")
-    sources: list[str] = Field(description="event ids behind the item (an event is its own source)")
-    time: datetime | None = None
-
-
-class SearchResult(BaseModel):
-    query: str
-    items: list[RetrievedItem]
-    tokens: int = Field(description="context tokens of the packed items")
-    timings_ms: dict[str, float]
 
 
 class ForgetReceipt(BaseModel):
@@ -113,6 +97,7 @@ class Memory:
         self.retrieval = retrieval or RetrievalConfig()
         self.graphs = GraphCache(lambda s: (self.records.list(s, "entity"), self.records.list(s, "relation")))
         self.timelines = TimelineCache(lambda s: self.records.list(s, "event"))  # type: ignore[arg-type, return-value]
+        self.retriever = Retriever(records, index, embedder, self.sparse, self.graphs, self.timelines)
         self.replayed_on_open = self.reconcile_journal()
 
     def close(self) -> None:
@@ -139,7 +124,7 @@ class Memory:
                 start, end, status = ts(record.valid_from, OPEN_START), ts(record.valid_to, OPEN_END), record.status
             points.append(IndexPoint(
                 scope, record.kind, record.id, vector, self.sparse.embed_document(text), status, start, end,
-                _record_time(record).timestamp(),
+                record_time(record).timestamp(),
             ))
         return points
 
@@ -336,122 +321,7 @@ class Memory:
         bad_kinds = set(kinds or ()) - set(INDEXED_KINDS)
         if bad_kinds:
             raise InvalidRecordError(f"searchable kinds are {INDEXED_KINDS}, not {sorted(bad_kinds)}")
-        config = config or self.retrieval
-        timings: dict[str, float] = {}
-        iq = IndexQuery(scope, config.prefetch, tuple(kinds) if kinds else None, ts(as_of, 0) if as_of else None)
-        rankings: dict[str, list[Key]] = {}
-        stamps: dict[Key, float] = {}
-
-        t = time.perf_counter()
-        if config.dense:
-            vector = self.embedder.embed_query(query)
-            timings["embed"] = (time.perf_counter() - t) * 1000
-            t = time.perf_counter()
-            hits = self.index.search_dense(iq, vector)
-            rankings["dense"] = [(h.kind, h.record_id) for h in hits]
-            stamps.update({(h.kind, h.record_id): h.time for h in hits})
-            timings["dense"] = (time.perf_counter() - t) * 1000
-        if config.bm25:
-            t = time.perf_counter()
-            hits = self.index.search_sparse(iq, self.sparse.embed_query(query))
-            rankings["bm25"] = [(h.kind, h.record_id) for h in hits]
-            stamps.update({(h.kind, h.record_id): h.time for h in hits})
-            timings["bm25"] = (time.perf_counter() - t) * 1000
-        if config.graph:
-            t = time.perf_counter()
-            rankings["graph"] = self._graph_candidates(scope, query, as_of, kinds)
-            timings["graph"] = (time.perf_counter() - t) * 1000
-
-        t = time.perf_counter()
-        if config.recency and stamps:
-            rankings["recency"] = recency_ranking(stamps, as_of.timestamp() if as_of else None)
-        if config.neighbours and (not kinds or "event" in kinds):
-            first = [f.key for f in rrf_fuse(rankings, config.rrf_k, config.weights)]
-            rankings["neighbours"] = self._neighbour_ranking(scope, first[: config.neighbour_hits], as_of)
-        fused = rrf_fuse(rankings, config.rrf_k, config.weights)
-        items, tokens = self._materialize(scope, fused, k, token_budget)
-        timings["fuse_pack"] = (time.perf_counter() - t) * 1000
-        return SearchResult(query=query, items=items, tokens=tokens, timings_ms=timings)
-
-    def _graph_candidates(
-        self, scope: Scope, query: str, as_of: datetime | None, kinds: Sequence[RecordKind] | None
-    ) -> list[Key]:
-        """Facts on the edges of entities the query names, those sharing its words first.
-
-        Words are compared after BM25's stemming and stop-word removal ("live" meets
-        "lives_in"), against the predicate and the far end's name. A small neighbourhood
-        (at most 5 edges) comes whole; of a hub (the user themself) only the edges that share
-        a word with the query, so naming it does not pull in every fact about it.
-        """
-        if kinds and "fact" not in kinds:
-            return []
-        graph = self.graphs.get(scope)
-        query_terms = set(self.sparse.embed_query(query)[0])
-        ranked: list[Key] = []
-        for entity_id in graph.entities_in(query):
-            relations = [r for r in graph.neighbours(entity_id, as_of, hops=1) if r.fact_id]
-            scored = [
-                (len(query_terms.intersection(self.sparse.embed_query(graph.describe(r, entity_id))[0])), r)
-                for r in relations
-            ]
-            if len(scored) > 5:
-                scored = [(shared, r) for shared, r in scored if shared]
-            scored.sort(key=lambda pair: (-pair[0], -(pair[1].valid_from or pair[1].created_at).timestamp(), pair[1].id))
-            for _, relation in scored:
-                if ("fact", relation.fact_id) not in ranked:
-                    ranked.append(("fact", relation.fact_id))
-        facts = self.records.get_many(scope, "fact", [rid for _, rid in ranked])
-        return [key for key in ranked if key[1] in facts and facts[key[1]].status != "retracted"]  # type: ignore[attr-defined]
-
-    def _materialize(self, scope: Scope, fused: list[Fused], k: int, budget: int | None) -> tuple[list[RetrievedItem], int]:
-        """Read records for the best-ranked keys only, in slices, until k items are packed.
-
-        Keys without a record (an index point whose record is gone) are skipped, so the
-        record store stays the truth of what search returns.
-        """
-        items: list[RetrievedItem] = []
-        used = 0
-        step = 2 * k + 10
-        for start in range(0, len(fused), step):
-            chunk = fused[start:start + step]
-            records = self._hydrate(scope, {f.key for f in chunk})
-            present = [f for f in chunk if f.key in records]
-            texts = [records[f.key].index_text() for f in present]  # type: ignore[attr-defined]
-            remaining = None if budget is None else budget - used
-            chosen, cost = pack(texts, k - len(items), remaining, self.embedder.count_tokens)
-            used += cost
-            for i in chosen:
-                record = records[present[i].key]
-                items.append(RetrievedItem(
-                    kind=record.kind, id=record.id, text=texts[i], score=present[i].score,
-                    stages=present[i].stages, sources=_sources(record), time=_record_time(record),
-                ))
-            if len(items) >= k:
-                break
-        return items, used
-
-    def _neighbour_ranking(self, scope: Scope, hits: list[Key], as_of: datetime | None) -> list[Key]:
-        """The turns before and after each top event hit, in the hits' order."""
-        timeline = self.timelines.get(scope)
-        ranked: list[Key] = []
-        for kind, rid in hits:
-            if kind != "event":
-                continue
-            for neighbour in (timeline.previous(rid), timeline.next(rid)):
-                if neighbour and ("event", neighbour) not in ranked:
-                    ranked.append(("event", neighbour))
-        if as_of is not None:  # a turn said after as_of was not known then
-            said = self.records.get_many(scope, "event", [rid for _, rid in ranked])
-            ranked = [key for key in ranked if key[1] in said and said[key[1]].time <= as_of]  # type: ignore[attr-defined]
-        return ranked
-
-    def _hydrate(self, scope: Scope, keys: set[Key]) -> dict[Key, Record]:
-        out: dict[Key, Record] = {}
-        for kind in INDEXED_KINDS:
-            ids = [rid for k, rid in keys if k == kind]
-            if ids:
-                out.update({(kind, rid): rec for rid, rec in self.records.get_many(scope, kind, ids).items()})
-        return out
+        return self.retriever.search(scope, query, kinds, k, as_of, token_budget, config or self.retrieval)
 
     # ================================================================== forget / export
     def forget_event(self, scope: Scope, event_id: str) -> ForgetReceipt:
@@ -537,7 +407,7 @@ class Memory:
         return len(entries)
 
     def _sync_keys(self, scope: Scope, keys: set[Key]) -> None:
-        present = self._hydrate(scope, {k for k in keys if k[0] in INDEXED_KINDS})
+        present = self.retriever.hydrate(scope, {k for k in keys if k[0] in INDEXED_KINDS})
         self.index.upsert(self._points(scope, list(present.values())))
         self.index.delete(scope, [k for k in keys if k[0] in INDEXED_KINDS and k not in present])
 
@@ -587,17 +457,3 @@ class Memory:
 
     async def aexport(self, scope: Scope) -> dict[str, Any]:
         return await asyncio.to_thread(self.export, scope)
-
-
-def _record_time(record: Record) -> datetime:
-    if isinstance(record, Event):
-        return record.time
-    if isinstance(record, Episode):
-        return record.start
-    if isinstance(record, Fact):
-        return record.valid_from or record.created_at
-    return record.created_at
-
-
-def _sources(record: Record) -> list[str]:
-    return [record.id] if isinstance(record, Event) else list(getattr(record, "sources", []))

@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 RecordKind = Literal["event", "episode", "fact", "entity", "relation"]
 RECORD_KINDS: tuple[RecordKind, ...] = ("event", "episode", "fact", "entity", "relation")
+INDEXED_KINDS: tuple[RecordKind, ...] = ("event", "episode", "fact")  # the kinds search returns
 FactKind = Literal[
     "preference", "attribute", "relationship", "plan", "event", "instruction", "other"
 ]
@@ -216,3 +217,19 @@ class Profile(BaseModel):
     plans: list[ProfileValue] = Field(default_factory=list)
     instructions: list[ProfileValue] = Field(default_factory=list)
     style: StyleProfile = Field(default_factory=StyleProfile)
+
+
+def record_time(record: Record) -> datetime:
+    """When a record was said or became true: what recency and timelines order by."""
+    if isinstance(record, Event):
+        return record.time
+    if isinstance(record, Episode):
+        return record.start
+    if isinstance(record, Fact):
+        return record.valid_from or record.created_at
+    return record.created_at
+
+
+def record_sources(record: Record) -> list[str]:
+    """The event ids behind a record; an event is its own source."""
+    return [record.id] if isinstance(record, Event) else list(getattr(record, "sources", []))
