@@ -3,11 +3,12 @@
 The memory archive is one file, but each memory belongs to one of the two users: the zh
 file says so in `user-id`, the en file only in the text ("Bart danced…"). So each user gets
 a scope holding their own memories (a memory naming neither user goes to both), each
-memory an event dated by its `time`, and each dialogue searches its user's scope. The
-query is the user's last few utterances before the first test turn (the turn where the
-assistant should recall a memory), most recent last. recall@k = |relevant ids ∩ top k| /
-|relevant ids|, averaged over dialogues. BM25 tokenises and stems for English, so its zh
-figures say little.
+memory an event dated by its `time` and in a thread of its own (archive entries are not
+turns of one conversation, so none is a neighbour or context of another), and each
+dialogue searches its user's scope. The query is the user's last few utterances before the
+first test turn (the turn where the assistant should recall a memory), most recent last.
+recall@k = |relevant ids ∩ top k| / |relevant ids|, averaged over dialogues. BM25
+tokenises and stems for English, so its zh figures say little.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def archives(path: Path, lang: str) -> tuple[dict[int, list[Event]], int]:
             shared += len(users) > 1
             event = Event(
                 id=f"mem-{mem_id}", speaker=USERS[users[0]] if len(users) == 1 else "archive", role="other",
-                text=memory["event"], time=datetime.fromisoformat(memory["time"]), thread_id=f"madial-{lang}",
+                text=memory["event"], time=datetime.fromisoformat(memory["time"]), thread_id=f"madial-{lang}-{mem_id}",
                 metadata={"scene": memory.get("scene", ""), "emotion": memory.get("emotion", "")},
             )
             for uid in users:

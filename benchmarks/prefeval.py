@@ -32,7 +32,7 @@ import numpy as np
 from rich.progress import track
 
 from personagraph.memory import Event, Memory, MiniLMEmbedder, Scope
-from personagraph.memory.api import RetrievedItem
+from personagraph.memory import RetrievedItem
 from personagraph.memory.ingest import iter_batches
 
 from .common import SYSTEMS, distinct_sources, fresh_memory, mean, print_table, recall_at, write_json
