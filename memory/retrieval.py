@@ -25,6 +25,11 @@ class RetrievalConfig(BaseModel):
     neighbour_hits: int = Field(10, ge=1, le=100, description="top event hits whose adjacent turns are considered")
     prefetch: int = Field(50, ge=1, le=1000)
     rrf_k: float = Field(2.0, gt=0)
+    bm25_full_coverage: float = Field(
+        0.5, ge=0, le=1,
+        description="BM25's weight is scaled down when its best hits share less than this share of "
+        "the query's terms (0 turns the scaling off)",
+    )
     weights: dict[str, float] = Field(
         default_factory=lambda: {"dense": 1.0, "bm25": 1.0, "graph": 1.0, "recency": 0.05, "neighbours": 0.4}
     )
@@ -51,6 +56,18 @@ def rrf_fuse(rankings: dict[str, Sequence[Key]], k: float, weights: dict[str, fl
                 entry.stages[stage] = rank
                 entry.score += weight / (k + rank)
     return sorted(fused.values(), key=lambda f: (-f.score, f.key))
+
+
+def term_coverage(query_terms: Sequence[int], hit_terms: Sequence[Sequence[int]]) -> float:
+    """The largest share of the query's (stemmed, stop-word-free) terms that one hit contains.
+
+    A lexical ranking whose best hits share few of the query's terms is mostly noise (a
+    question worded unlike the memory it needs), so fusion should lean on it less.
+    """
+    wanted = set(query_terms)
+    if not wanted:
+        return 0.0
+    return max((len(wanted.intersection(terms)) / len(wanted) for terms in hit_terms), default=0.0)
 
 
 def recency_ranking(times: dict[Key, float], as_of: float | None = None) -> list[Key]:

@@ -18,7 +18,7 @@ from .graph import GraphCache
 from .index.base import IndexQuery, VectorIndex, ts
 from .models import INDEXED_KINDS, Record, RecordKind, record_sources, record_time
 from .records import RecordStore
-from .retrieval import Fused, Key, RetrievalConfig, pack, recency_ranking, rrf_fuse
+from .retrieval import Fused, Key, RetrievalConfig, pack, recency_ranking, rrf_fuse, term_coverage
 from .scope import Scope
 from .timeline import TimelineCache
 
@@ -72,10 +72,15 @@ class Retriever:
             rankings["dense"] = [(h.kind, h.record_id) for h in hits]
             stamps.update({(h.kind, h.record_id): h.time for h in hits})
             timings["dense"] = (time.perf_counter() - t) * 1000
+        weights = dict(config.weights)
         if config.bm25:
             t = time.perf_counter()
-            hits = self.index.search_sparse(iq, self.sparse.embed_query(query))
+            query_terms = self.sparse.embed_query(query)
+            hits = self.index.search_sparse(iq, query_terms)
             rankings["bm25"] = [(h.kind, h.record_id) for h in hits]
+            if config.bm25_full_coverage > 0:
+                coverage = term_coverage(query_terms[0], [h.terms for h in hits[:3]])
+                weights["bm25"] = weights.get("bm25", 1.0) * min(1.0, coverage / config.bm25_full_coverage)
             stamps.update({(h.kind, h.record_id): h.time for h in hits})
             timings["bm25"] = (time.perf_counter() - t) * 1000
         if config.graph:
@@ -87,9 +92,9 @@ class Retriever:
         if config.recency and stamps:
             rankings["recency"] = recency_ranking(stamps, as_of.timestamp() if as_of else None)
         if config.neighbours and (not kinds or "event" in kinds):
-            first = [f.key for f in rrf_fuse(rankings, config.rrf_k, config.weights)]
+            first = [f.key for f in rrf_fuse(rankings, config.rrf_k, weights)]
             rankings["neighbours"] = self._neighbour_ranking(scope, first[: config.neighbour_hits], as_of)
-        fused = rrf_fuse(rankings, config.rrf_k, config.weights)
+        fused = rrf_fuse(rankings, config.rrf_k, weights)
         items, tokens = self._materialize(scope, fused, k, token_budget)
         timings["fuse_pack"] = (time.perf_counter() - t) * 1000
         return SearchResult(query=query, items=items, tokens=tokens, timings_ms=timings)

@@ -63,6 +63,7 @@ class IndexHit:
     record_id: str
     score: float
     time: float = 0.0
+    terms: tuple[int, ...] = ()  # BM25 term ids of the point (sparse searches only)
 
 
 @dataclass

@@ -106,10 +106,18 @@ class EdgeIndex:
         self._shard.update(UpdateOperation.delete_points_by_filter(_scope_filter(scope)))
 
     def _search(self, query: IndexQuery, nearest: Query, using: str) -> list[IndexHit]:
+        sparse = using == "bm25"
         hits = self._shard.query(QueryRequest(
             limit=query.limit, query=nearest, filter=_filter(query), with_payload=_PAYLOAD_FIELDS,
+            with_vector=["bm25"] if sparse else False,
         ))
-        return [IndexHit(h.payload["kind"], h.payload["record_id"], h.score, h.payload.get("time", 0.0)) for h in hits]
+        return [
+            IndexHit(
+                h.payload["kind"], h.payload["record_id"], h.score, h.payload.get("time", 0.0),
+                tuple(h.vector["bm25"].indices) if sparse else (),
+            )
+            for h in hits
+        ]
 
     def search_dense(self, query: IndexQuery, vector: list[float]) -> list[IndexHit]:
         return self._search(query, Query.Nearest(vector, using="dense"), "dense")

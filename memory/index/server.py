@@ -93,11 +93,18 @@ class QdrantServerIndex:
     def _search(self, query: IndexQuery, vector, using: str) -> list[IndexHit]:  # noqa: ANN001
         if query.limit < 1:
             return []
+        sparse = using == "bm25"
         response = self._client.query_points(
             self._collection, query=vector, using=using, query_filter=_filter(query),
-            limit=query.limit, with_payload=_PAYLOAD_FIELDS,
+            limit=query.limit, with_payload=_PAYLOAD_FIELDS, with_vectors=["bm25"] if sparse else False,
         )
-        return [IndexHit(p.payload["kind"], p.payload["record_id"], p.score, p.payload.get("time", 0.0)) for p in response.points]
+        return [
+            IndexHit(
+                p.payload["kind"], p.payload["record_id"], p.score, p.payload.get("time", 0.0),
+                tuple(p.vector["bm25"].indices) if sparse else (),
+            )
+            for p in response.points
+        ]
 
     def search_dense(self, query: IndexQuery, vector: list[float]) -> list[IndexHit]:
         return self._search(query, vector, "dense")
