@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from personagraph.memory import Memory, MiniLMEmbedder, RecordStore, RetrievalConfig
+from personagraph.memory import Embedder, Memory, MiniLMEmbedder, RecordStore, RetrievalConfig
 from personagraph.memory import RetrievedItem
 from personagraph.memory.index.edge import EdgeIndex
 
@@ -27,9 +26,9 @@ SYSTEMS: dict[str, RetrievalConfig] = {
 }
 
 
-def fresh_memory(workdir: str | Path | None = None, embedder: MiniLMEmbedder | None = None) -> Memory:
-    """SQLite records and a Qdrant Edge index in a scratch folder: the embedded default stack."""
-    root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="pg-bench-"))
+def fresh_memory(workdir: str | Path, embedder: Embedder | None = None) -> Memory:
+    """SQLite records and a Qdrant Edge index in `workdir`: the embedded default stack."""
+    root = Path(workdir)
     return Memory(RecordStore.sqlite(root / "records.sqlite"), EdgeIndex(root / "index"), embedder or MiniLMEmbedder())
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import re
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
 from rich.progress import track
 
-from personagraph.memory import MiniLMEmbedder, RetrievalConfig, Scope
+from personagraph.memory import Memory, MiniLMEmbedder, RetrievalConfig, Scope
 from personagraph.memory.ingest import LocomoSample, iter_batches, read_locomo
 
 from .common import KS, SYSTEMS, fresh_memory, mean, percentile, print_table, recall_at, write_json
@@ -68,7 +69,18 @@ def run(
     configs = dict(SYSTEMS) | (ablations() if with_ablations else {})
     systems = systems + (list(ablations()) if with_ablations else [])
     embedder = embedder or MiniLMEmbedder()
-    memory = fresh_memory(embedder=embedder)
+    with tempfile.TemporaryDirectory(prefix="pg-locomo-") as root:
+        memory = fresh_memory(root, embedder)
+        try:
+            return _evaluate(memory, embedder, data, limit, systems, configs, out)
+        finally:
+            memory.close()
+
+
+def _evaluate(
+    memory: Memory, embedder: MiniLMEmbedder, data: Path, limit: int | None,
+    systems: list[str], configs: dict[str, RetrievalConfig], out: Path | None,
+) -> dict:
     samples = read_locomo(data)
     stats: dict[str, int] = defaultdict(int)
     recalls: dict[str, dict[int, dict[int, list[float]]]] = {s: defaultdict(lambda: defaultdict(list)) for s in systems}
@@ -105,7 +117,6 @@ def run(
     }
     _print(report, systems)
     write_json(out, report)
-    memory.close()
     return report
 
 

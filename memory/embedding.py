@@ -7,11 +7,12 @@ index backends so that Edge and a Qdrant server tokenise identically; the index 
 from __future__ import annotations
 
 import os
+import re
 import threading
 from functools import cached_property
 from typing import Protocol
 
-from qdrant_edge import Bm25
+from qdrant_edge import Bm25, Bm25Config, TokenizerType
 
 SparseVector = tuple[list[int], list[float]]
 
@@ -65,19 +66,33 @@ class MiniLMEmbedder:
 
     def count_tokens(self, text: str) -> int:
         """Tokens under the embedding model's own (WordPiece) tokenizer, uncapped."""
-        return len(self._model.tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
+        encoded = self._model.tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)
+        return len(encoded["input_ids"])
+
+
+# Han, Hiragana/Katakana and Hangul: scripts written without spaces between words.
+_UNSPACED_SCRIPT = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 
 
 class Bm25Encoder:
-    """BM25 term weights (documents) and term sets (queries), English stemming and stopwords."""
+    """BM25 term weights (documents) and term sets (queries).
+
+    English stemming and stop words by default; text in a script written without spaces
+    (Chinese, Japanese, Korean) goes through Qdrant's multilingual word segmenter instead,
+    which would otherwise see a whole clause as one term.
+    """
 
     def __init__(self) -> None:
-        self._bm25 = Bm25()
+        self._words = Bm25()
+        self._segmented = Bm25(Bm25Config(tokenizer=TokenizerType.Multilingual, language="english"))
+
+    def _model(self, text: str) -> Bm25:
+        return self._segmented if _UNSPACED_SCRIPT.search(text) else self._words
 
     def embed_document(self, text: str) -> SparseVector:
-        vec = self._bm25.embed_document(text)
+        vec = self._model(text).embed_document(text)
         return list(vec.indices), list(vec.values)
 
     def embed_query(self, text: str) -> SparseVector:
-        vec = self._bm25.embed_query(text)
+        vec = self._model(text).embed_query(text)
         return list(vec.indices), list(vec.values)
