@@ -7,13 +7,14 @@ its edge with a closed validity interval, so the as-of view answers "what was tr
 from __future__ import annotations
 
 import re
-import threading
+from collections.abc import Callable
 from datetime import datetime
 
 import networkx as nx
 
 from .models import Entity, Relation
 from .scope import Scope
+from .scoped_cache import ScopedCache
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -105,23 +106,8 @@ class ScopeGraph:
         return found
 
 
-class GraphCache:
-    """Per-scope graphs built lazily from records and kept current by the memory facade."""
+class GraphCache(ScopedCache[ScopeGraph]):
+    """Per-scope graphs built lazily from entity and relation records."""
 
-    def __init__(self, loader) -> None:  # noqa: ANN001 - Callable[[Scope], tuple[list[Entity], list[Relation]]]
-        self._loader = loader
-        self._graphs: dict[Scope, ScopeGraph] = {}
-        self._lock = threading.Lock()
-
-    def get(self, scope: Scope) -> ScopeGraph:
-        with self._lock:
-            if scope not in self._graphs:
-                self._graphs[scope] = ScopeGraph(*self._loader(scope))
-            return self._graphs[scope]
-
-    def drop(self, scope: Scope) -> None:
-        with self._lock:
-            self._graphs.pop(scope, None)
-
-    def loaded(self, scope: Scope) -> bool:
-        return scope in self._graphs
+    def __init__(self, loader: Callable[[Scope], tuple[list[Entity], list[Relation]]]) -> None:
+        super().__init__(lambda scope: ScopeGraph(*loader(scope)))

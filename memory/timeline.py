@@ -8,12 +8,12 @@ part of the same answer, so retrieval gives them a small share of the hit's scor
 from __future__ import annotations
 
 import bisect
-import threading
 from collections.abc import Callable
 from datetime import datetime
 
 from .models import Event
 from .scope import Scope
+from .scoped_cache import ScopedCache
 
 Entry = tuple[datetime, str]
 
@@ -52,23 +52,8 @@ class ScopeTimeline:
         return self._neighbour(event_id, 1)
 
 
-class TimelineCache:
-    """Timelines built lazily per scope from the event records, kept current by the facade."""
+class TimelineCache(ScopedCache[ScopeTimeline]):
+    """Per-scope timelines built lazily from event records."""
 
     def __init__(self, loader: Callable[[Scope], list[Event]]) -> None:
-        self._loader = loader
-        self._timelines: dict[Scope, ScopeTimeline] = {}
-        self._lock = threading.Lock()
-
-    def get(self, scope: Scope) -> ScopeTimeline:
-        with self._lock:
-            if scope not in self._timelines:
-                self._timelines[scope] = ScopeTimeline(self._loader(scope))
-            return self._timelines[scope]
-
-    def drop(self, scope: Scope) -> None:
-        with self._lock:
-            self._timelines.pop(scope, None)
-
-    def loaded(self, scope: Scope) -> bool:
-        return scope in self._timelines
+        super().__init__(lambda scope: ScopeTimeline(loader(scope)))
