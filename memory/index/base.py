@@ -7,7 +7,7 @@ everything else is read back from the record store, which is the truth.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -66,13 +66,9 @@ class IndexHit:
     terms: tuple[int, ...] = ()  # BM25 term ids of the point (sparse searches only)
 
 
-@dataclass
-class IndexStats:
-    points: int
-    extra: dict = field(default_factory=dict)
-
-
 class VectorIndex(Protocol):
+    """Every method is scoped; `keys`/`count` exist so reconcile can diff the index against records."""
+
     def upsert(self, points: list[IndexPoint]) -> None: ...
     def delete(self, scope: Scope, keys: list[tuple[str, str]]) -> None: ...
     def delete_scope(self, scope: Scope) -> None: ...
@@ -80,4 +76,5 @@ class VectorIndex(Protocol):
     def search_sparse(self, query: IndexQuery, vector: SparseVector) -> list[IndexHit]: ...
     def keys(self, scope: Scope) -> set[tuple[str, str]]: ...
     def count(self, scope: Scope | None = None) -> int: ...
+    def flush(self) -> None: ...
     def close(self) -> None: ...
