@@ -1,7 +1,6 @@
 """personagraph.memory: records, indexes, graph and retrieval. Never calls an LLM."""
 
 from .api import ForgetReceipt, Memory
-from .search import RetrievedItem, SearchResult
 from .embedding import Bm25Encoder, Embedder, MiniLMEmbedder
 from .errors import (
     ConfigurationError,
@@ -15,6 +14,7 @@ from .models import Entity, Episode, Event, Fact, Profile, ProfileValue, Relatio
 from .records import RecordStore
 from .retrieval import RetrievalConfig
 from .scope import Scope
+from .search import RetrievedItem, SearchResult
 
 __all__ = [
     "Bm25Encoder", "ConfigurationError", "Embedder", "Entity", "Episode", "Event", "Fact",

@@ -10,6 +10,7 @@ without a record (an orphan) is never returned.
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -40,8 +41,8 @@ from .models import (
 from .profile import derive_profile
 from .records import RecordStore
 from .retrieval import Key, RetrievalConfig
+from .scope import Scope, validate_label
 from .search import Retriever, SearchResult
-from .scope import Scope
 from .timeline import TimelineCache
 
 R = TypeVar("R", bound=Record)
@@ -76,6 +77,8 @@ def _coerce(model: type[R], value: R | dict[str, Any]) -> R:
 def _check_scope(scope: Scope) -> Scope:
     if not isinstance(scope, Scope):
         raise InvalidRecordError(f"every memory call takes a Scope, got {type(scope).__name__}")
+    validate_label(scope.tenant, "tenant")  # a model_copy(update=...) skips the model's checks
+    validate_label(scope.user_id, "user_id")
     return scope
 
 
@@ -95,8 +98,9 @@ class Memory:
         self.embedder = embedder
         self.sparse = sparse or Bm25Encoder()
         self.retrieval = retrieval or RetrievalConfig()
-        self.graphs = GraphCache(lambda s: (self.records.list(s, "entity"), self.records.list(s, "relation")))
-        self.timelines = TimelineCache(lambda s: self.records.list(s, "event"))  # type: ignore[arg-type, return-value]
+        self._lock = threading.RLock()  # writes and view builds, so a cached view never misses a write
+        self.graphs = GraphCache(lambda s: (self.records.list(s, "entity"), self.records.list(s, "relation")), self._lock)
+        self.timelines = TimelineCache(lambda s: self.records.list(s, "event"), self._lock)  # type: ignore[arg-type, return-value]
         self.retriever = Retriever(records, index, embedder, self.sparse, self.graphs, self.timelines)
         self.replayed_on_open = self.reconcile_journal()
 
@@ -146,7 +150,8 @@ class Memory:
 
     def _write(self, scope: Scope, put: Sequence[Record] = (), delete: Sequence[tuple[RecordKind, str]] = ()) -> None:
         try:
-            self._write_through(scope, put, delete)
+            with self._lock:
+                self._write_through(scope, put, delete)
         except BaseException:
             self.graphs.drop(scope)  # caches may hold what never landed: rebuild from records
             self.timelines.drop(scope)
@@ -192,10 +197,27 @@ class Memory:
         return self.add_events(scope, [event])[0]
 
     def add_events(self, scope: Scope, events: Iterable[Event | dict[str, Any]]) -> list[Event]:
-        """Add messages; replaying the same messages (same ids) changes nothing."""
-        parsed = [_coerce(Event, e) for e in events]
-        self._write(_check_scope(scope), put=parsed)
-        return parsed
+        """Add messages. A message already stored is left as it was (replays change nothing);
+        an id already used for a different message is refused: events are never rewritten."""
+        given = [_coerce(Event, e) for e in events]
+        stored: dict[str, Record] = dict(self.records.get_many(_check_scope(scope), "event", [e.id for e in given]))
+        new: list[Event] = []
+        for event in given:
+            old = stored.get(event.id)
+            if old is None:
+                stored[event.id] = event
+                new.append(event)
+            elif (old.speaker, old.text, old.thread_id) != (event.speaker, event.text, event.thread_id):  # type: ignore[attr-defined]
+                raise InvalidRecordError(f"event id {event.id!r} is taken by a different message")
+        with self._lock:
+            timeline = self.timelines.get(scope)
+            timeline.add(new)
+            # A message that arrives out of order becomes the previous turn of one already
+            # indexed, whose BM25 text quotes its previous turn: index that one again too.
+            followers = {timeline.next(e.id) for e in new} - {e.id for e in new} - {None}
+            refresh = self.records.get_many(scope, "event", sorted(followers)).values()  # type: ignore[arg-type]
+            self._write(scope, put=[*new, *refresh])
+        return [stored[e.id] for e in given]  # type: ignore[misc]
 
     def add_episode(self, scope: Scope, episode: Episode | dict[str, Any]) -> Episode:
         parsed = _coerce(Episode, episode)
@@ -260,6 +282,10 @@ class Memory:
         """The world changed: close the old fact (and its edges) where the new one starts."""
         old = self.get_fact(scope, old_id)
         new = _coerce(Fact, new_fact)
+        if old.status != "active":
+            raise InvalidRecordError(f"fact {old_id!r} is {old.status}; only an active fact can be superseded")
+        if new.id == old.id:
+            raise InvalidRecordError("the new fact needs an id of its own")
         when = new.valid_from or now()
         if new.valid_from is None:
             new = new.model_copy(update={"valid_from": when})
@@ -274,8 +300,15 @@ class Memory:
         return closed[0]  # type: ignore[return-value]
 
     def upsert_entity(self, scope: Scope, entity: Entity | dict[str, Any]) -> Entity:
+        """Create or update an entity; sources and aliases add to what is stored (provenance stays)."""
         parsed = _coerce(Entity, entity)
-        self._write(_check_scope(scope), put=[parsed])
+        old = self.records.get(_check_scope(scope), "entity", parsed.id)
+        if old is not None:
+            parsed = parsed.model_copy(update={
+                "sources": sorted(set(old.sources) | set(parsed.sources)),  # type: ignore[attr-defined]
+                "aliases": list(dict.fromkeys([*old.aliases, *parsed.aliases])),  # type: ignore[attr-defined]
+            })
+        self._write(scope, put=[parsed])
         return parsed
 
     def add_relation(self, scope: Scope, relation: Relation | dict[str, Any]) -> Relation:
@@ -310,6 +343,11 @@ class Memory:
     ) -> SearchResult:
         """Hybrid retrieval for one user: ranked items with scores, stages and sources."""
         _check_scope(scope)
+        if as_of is not None and not isinstance(as_of, datetime):
+            raise InvalidRecordError(f"as_of must be a datetime, got {type(as_of).__name__}")
+        for name, value in (("k", k), ("token_budget", token_budget)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise InvalidRecordError(f"{name} must be an integer, got {type(value).__name__}")
         if as_of is not None and as_of.tzinfo is None:
             as_of = as_of.replace(tzinfo=UTC)  # naive times are UTC, as in the models
         if not isinstance(query, str) or not query.strip():
@@ -331,12 +369,13 @@ class Memory:
             {event_id}, self.facts(scope, status=None), self.records.list(scope, "relation"),
             self.records.list(scope, "entity"), self.records.list(scope, "episode"),
         )
-        # The next turn's BM25 text quotes this one: re-index it once this one is gone.
-        timeline = self.timelines.get(scope)
-        following = timeline.next(event_id)
-        timeline.remove([event_id])
-        refresh = list(self.records.get_many(scope, "event", [following] if following else []).values())
-        self._write(scope, put=[*plan.update, *refresh], delete=plan.delete)
+        with self._lock:
+            # The next turn's BM25 text quotes this one: re-index it once this one is gone.
+            timeline = self.timelines.get(scope)
+            following = timeline.next(event_id)
+            timeline.remove([event_id])
+            refresh = list(self.records.get_many(scope, "event", [following] if following else []).values())
+            self._write(scope, put=[*plan.update, *refresh], delete=plan.delete)
         deleted: dict[str, int] = {}
         for kind, _ in plan.delete:
             deleted[kind] = deleted.get(kind, 0) + 1
@@ -365,11 +404,18 @@ class Memory:
         nodes, edges = graph.graph.number_of_nodes(), graph.graph.number_of_edges()
         index_before = self.index.count(scope)
         entry = {"id": uuid.uuid4().hex, "tenant": scope.tenant, "user_id": scope.user_id, "delete_scope": True, "keys": []}
-        self.records.write(scope, delete=[(r.kind, r.id) for recs in all_records.values() for r in recs], journal=entry)
-        self.index.delete_scope(scope)
-        self.records.clear_journal(entry["id"])
-        self.graphs.drop(scope)
-        self.timelines.drop(scope)
+        unfinished = [j["id"] for j in self.records.journal() if (j["tenant"], j["user_id"]) == (scope.tenant, scope.user_id)]
+        try:
+            self.records.write(
+                scope, delete=[(r.kind, r.id) for recs in all_records.values() for r in recs],
+                journal=entry, drop_journal=unfinished,
+            )
+            self.index.delete_scope(scope)
+            self.records.clear_journal(entry["id"])
+        finally:
+            self.graphs.drop(scope)
+            self.timelines.drop(scope)
+        self.records.compact()
         residue = {
             "records": self.records.count(scope),
             "index": self.index.count(scope),
@@ -437,6 +483,30 @@ class Memory:
         return {"users": len(scopes), "records": per_kind, "index_points": self.index.count()}
 
     # ================================================================== async
+    async def aadd_event(self, scope: Scope, event: Event | dict[str, Any]) -> Event:
+        return await asyncio.to_thread(self.add_event, scope, event)
+
+    async def aadd_episode(self, scope: Scope, episode: Episode | dict[str, Any]) -> Episode:
+        return await asyncio.to_thread(self.add_episode, scope, episode)
+
+    async def aupdate_fact(self, scope: Scope, fact_id: str, **changes: Any) -> Fact:
+        return await asyncio.to_thread(lambda: self.update_fact(scope, fact_id, **changes))
+
+    async def asupersede_fact(self, scope: Scope, old_id: str, new_fact: Fact | dict[str, Any]) -> Fact:
+        return await asyncio.to_thread(self.supersede_fact, scope, old_id, new_fact)
+
+    async def aretract_fact(self, scope: Scope, fact_id: str) -> Fact:
+        return await asyncio.to_thread(self.retract_fact, scope, fact_id)
+
+    async def aupsert_entity(self, scope: Scope, entity: Entity | dict[str, Any]) -> Entity:
+        return await asyncio.to_thread(self.upsert_entity, scope, entity)
+
+    async def aadd_relation(self, scope: Scope, relation: Relation | dict[str, Any]) -> Relation:
+        return await asyncio.to_thread(self.add_relation, scope, relation)
+
+    async def areconcile(self, scope: Scope) -> dict[str, int]:
+        return await asyncio.to_thread(self.reconcile, scope)
+
     async def aadd_events(self, scope: Scope, events: Iterable[Event | dict[str, Any]]) -> list[Event]:
         return await asyncio.to_thread(self.add_events, scope, list(events))
 

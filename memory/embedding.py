@@ -66,7 +66,8 @@ class MiniLMEmbedder:
 
     def count_tokens(self, text: str) -> int:
         """Tokens under the embedding model's own (WordPiece) tokenizer, uncapped."""
-        encoded = self._model.tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)
+        with self._lock:  # the fast tokenizer is shared with encode(), which sets its truncation
+            encoded = self._model.tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)
         return len(encoded["input_ids"])
 
 

@@ -7,6 +7,7 @@ its edge with a closed validity interval, so the as-of view answers "what was tr
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable
 from datetime import datetime
 
@@ -29,6 +30,7 @@ class ScopeGraph:
     def __init__(self, entities: list[Entity], relations: list[Relation]) -> None:
         self.graph = nx.MultiDiGraph()
         self._names: dict[tuple[str, ...], str] = {}
+        self._edges: dict[str, tuple[str, str]] = {}  # relation id -> (subject, object)
         for entity in entities:
             self.add_entity(entity)
         for relation in relations:
@@ -44,17 +46,20 @@ class ScopeGraph:
 
     def remove_entity(self, entity_id: str) -> None:
         if entity_id in self.graph:
+            for _, _, key in [*self.graph.in_edges(entity_id, keys=True), *self.graph.out_edges(entity_id, keys=True)]:
+                self._edges.pop(key, None)
             self.graph.remove_node(entity_id)
         self._names = {k: v for k, v in self._names.items() if v != entity_id}
 
     def add_relation(self, relation: Relation) -> None:
         self.remove_relation(relation.id)
         self.graph.add_edge(relation.subject_id, relation.object_id, key=relation.id, relation=relation)
+        self._edges[relation.id] = (relation.subject_id, relation.object_id)
 
     def remove_relation(self, relation_id: str) -> None:
-        for u, v, key in list(self.graph.edges(keys=True)):
-            if key == relation_id:
-                self.graph.remove_edge(u, v, key)
+        ends = self._edges.pop(relation_id, None)
+        if ends and self.graph.has_edge(*ends, key=relation_id):
+            self.graph.remove_edge(*ends, key=relation_id)
 
     def as_of(self, when: datetime | None) -> nx.MultiDiGraph:
         """The subgraph of relations valid at `when` (None: currently valid)."""
@@ -109,5 +114,5 @@ class ScopeGraph:
 class GraphCache(ScopedCache[ScopeGraph]):
     """Per-scope graphs built lazily from entity and relation records."""
 
-    def __init__(self, loader: Callable[[Scope], tuple[list[Entity], list[Relation]]]) -> None:
-        super().__init__(lambda scope: ScopeGraph(*loader(scope)))
+    def __init__(self, loader: Callable[[Scope], tuple[list[Entity], list[Relation]]], lock: threading.RLock | None = None) -> None:
+        super().__init__(lambda scope: ScopeGraph(*loader(scope)), lock)

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .errors import IngestFormatError
-from .models import Event
+from .models import Event, stable_id
 
 LOCOMO_TIME_FORMAT = "%I:%M %p on %d %B, %Y"
 
@@ -28,32 +28,39 @@ def read_jsonl_messages(path: str | Path) -> list[Event]:
     time get one second apart after the previous line, so order is kept.
     """
     path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise IngestFormatError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
     events: list[Event] = []
     clock = datetime.now(UTC)
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise IngestFormatError(f"{path}:{line_no}: not JSON ({exc.msg})") from exc
-            if not isinstance(raw, dict):
-                raise IngestFormatError(f"{path}:{line_no}: expected an object, got {type(raw).__name__}")
-            data = dict(raw)
-            if "text" not in data and "content" in data:
-                data["text"] = data.pop("content")
-            if "speaker" not in data and "role" in data:
-                data["speaker"] = data["role"]
-            if data.get("role") not in (None, "user", "assistant", "system"):
-                data["role"] = "other"
-            data.setdefault("time", (clock := clock + timedelta(seconds=1)).isoformat())
-            try:
-                events.append(Event.model_validate(data))
-            except ValidationError as exc:
-                fields = ", ".join(".".join(map(str, e["loc"])) or "line" for e in exc.errors())
-                raise IngestFormatError(f"{path}:{line_no}: invalid message ({fields}): {exc.errors()[0]['msg']}") from exc
-            clock = events[-1].time
+    for line_no, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise IngestFormatError(f"{path}:{line_no}: not JSON ({exc.msg})") from exc
+        if not isinstance(raw, dict):
+            raise IngestFormatError(f"{path}:{line_no}: expected an object, got {type(raw).__name__}")
+        data = dict(raw)
+        if "text" not in data and "content" in data:
+            data["text"] = data.pop("content")
+        if "speaker" not in data and "role" in data:
+            data["speaker"] = data["role"]
+        if data.get("role") not in (None, "user", "assistant", "system"):
+            data["role"] = "other"
+        if "time" not in data:
+            # Untimed lines get times from now on, but an id from their place in the file,
+            # so ingesting the same file again adds nothing.
+            data.setdefault("id", stable_id("evt", path.name, line_no, data.get("speaker"), data.get("text")))
+            data["time"] = (clock := clock + timedelta(seconds=1)).isoformat()
+        try:
+            events.append(Event.model_validate(data))
+        except ValidationError as exc:
+            fields = ", ".join(".".join(map(str, e["loc"])) or "line" for e in exc.errors())
+            raise IngestFormatError(f"{path}:{line_no}: invalid message ({fields}): {exc.errors()[0]['msg']}") from exc
+        clock = events[-1].time
     return events
 
 
@@ -84,6 +91,8 @@ def read_locomo(path: str | Path) -> list[LocomoSample]:
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise IngestFormatError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
         raise IngestFormatError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from exc
     if not isinstance(data, list):
@@ -92,7 +101,7 @@ def read_locomo(path: str | Path) -> list[LocomoSample]:
     for n, sample in enumerate(data):
         try:
             samples.append(_locomo_sample(sample))
-        except (KeyError, TypeError, ValueError, ValidationError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, ValidationError) as exc:
             raise IngestFormatError(f"{path}: sample {n}: {exc}") from exc
     return samples
 

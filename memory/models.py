@@ -79,17 +79,13 @@ class Event(Record):
     caption: Annotated[str, Field(max_length=2_000)] | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _fill_id(cls, data: Any) -> Any:
-        if isinstance(data, dict) and not data.get("id"):
-            data = dict(data)
-            data.setdefault("time", now())
-            data["id"] = stable_id(
-                "evt", data.get("thread_id", "default"), data.get("time", ""),
-                data.get("speaker", ""), data.get("text", ""),
-            )
-        return data
+    @model_validator(mode="after")
+    def _fill_id(self) -> Event:
+        """Derive the id from content and the normalised UTC time, so equal messages match."""
+        if not self.id:
+            utc = self.time.astimezone(UTC).isoformat()
+            self.__dict__["id"] = stable_id("evt", self.thread_id, utc, self.speaker, self.text)
+        return self
 
     def index_text(self) -> str:
         """What retrieval sees: speaker, the date it was said, the text and any image caption."""
@@ -176,6 +172,12 @@ class Relation(Record):
     valid_from: Timestamp | None = None
     valid_to: Timestamp | None = None
     sources: list[RecordId] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _interval(self) -> Relation:
+        if self.valid_from and self.valid_to and self.valid_to < self.valid_from:
+            raise ValueError("valid_to is before valid_from")
+        return self
 
     def valid_at(self, when: datetime | None) -> bool:
         if when is None:

@@ -15,7 +15,14 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from langgraph.store.base import BaseStore, GetOp, Item, ListNamespacesOp, PutOp, SearchOp
+from langgraph.store.base import (
+    BaseStore,
+    GetOp,
+    Item,
+    ListNamespacesOp,
+    PutOp,
+    SearchOp,
+)
 from langgraph.store.memory import InMemoryStore
 from langgraph.store.sqlite import SqliteStore
 
@@ -76,10 +83,12 @@ class RecordStore:
         store: BaseStore,
         transaction: Callable[[], AbstractContextManager[Any]] | None = None,
         close: Callable[[], None] | None = None,
+        compact: Callable[[], object] | None = None,
     ) -> None:
         self.store = store
         self._transaction = transaction or nullcontext
         self._close = close
+        self._compact = compact
         self._lock = threading.RLock()
 
     # -- construction -------------------------------------------------------------------
@@ -93,9 +102,13 @@ class RecordStore:
         conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA secure_delete=ON")  # forgotten text is overwritten, not left in free pages
         store = OuterTransactionSqliteStore(conn)
         store.setup()
-        return cls(store, transaction=lambda: _sqlite_transaction(conn), close=conn.close)
+        return cls(
+            store, transaction=lambda: _sqlite_transaction(conn), close=conn.close,
+            compact=lambda: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)"),
+        )
 
     @classmethod
     def postgres(cls, url: str) -> RecordStore:
@@ -112,6 +125,12 @@ class RecordStore:
         if self._close:
             self._close()
 
+    def compact(self) -> None:
+        """Push deletions out of side files (SQLite's WAL still holds deleted text until then)."""
+        if self._compact:
+            with self._lock:
+                self._compact()
+
     # -- writes -------------------------------------------------------------------------
     def write(
         self,
@@ -119,6 +138,7 @@ class RecordStore:
         put: Iterable[Record] = (),
         delete: Iterable[tuple[RecordKind, str]] = (),
         journal: dict[str, Any] | None = None,
+        drop_journal: Iterable[str] = (),
     ) -> None:
         """Apply puts and deletes of one logical operation atomically (one transaction)."""
         ops: list[PutOp] = []
@@ -127,6 +147,7 @@ class RecordStore:
                 raise InvalidRecordError(f"not a record: {type(record).__name__}")
             ops.append(PutOp(namespace(scope, record.kind), record.id, record.model_dump(mode="json"), index=False))
         ops.extend(PutOp(namespace(scope, kind), rid, None) for kind, rid in delete)
+        ops.extend(PutOp(JOURNAL, entry_id, None) for entry_id in drop_journal)
         if journal is not None:
             try:
                 json.dumps(journal)

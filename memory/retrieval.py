@@ -1,7 +1,7 @@
 """Retrieval as pure functions: rank fusion and packing under a token budget.
 
-The memory facade runs the stages (dense, BM25, graph expansion, recency, neighbouring turns) and
-hands their rankings here; each stage can be switched off in `RetrievalConfig` for ablations.
+`memory.search.Retriever` runs the stages (dense, BM25, graph expansion, recency, neighbouring
+turns) and hands their rankings here; each stage can be switched off in `RetrievalConfig` for ablations.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -32,13 +31,18 @@ def validate_label(value: str, field: str = "label") -> str:
 class Scope(BaseModel):
     """Whose memory a call reads or writes. Every memory call takes one."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     tenant: str = "default"
     user_id: str
 
     def __init__(self, **data: Any) -> None:
         # Checked here too: pydantic would wrap the validator's error in a ValidationError.
+        if "user_id" not in data:
+            raise InvalidScopeError("a scope needs a user_id")
+        unknown = set(data) - {"tenant", "user_id"}
+        if unknown:
+            raise InvalidScopeError(f"unknown scope fields {sorted(unknown)}: a scope is (tenant, user_id)")
         for field in ("tenant", "user_id"):
             if field in data:
                 validate_label(data[field], field)

@@ -14,10 +14,12 @@ T = TypeVar("T")
 class ScopedCache(Generic[T]):
     """Builds a scope's view on first use; `drop` makes the next use rebuild it from records."""
 
-    def __init__(self, build: Callable[[Scope], T]) -> None:
+    def __init__(self, build: Callable[[Scope], T], lock: threading.RLock | None = None) -> None:
         self._build = build
         self._views: dict[Scope, T] = {}
-        self._lock = threading.Lock()
+        # Share the writer's lock: a build reading records while a write lands between its
+        # reads, and finds the view not yet loaded, would otherwise miss that write for good.
+        self._lock = lock or threading.RLock()
 
     def get(self, scope: Scope) -> T:
         with self._lock:

@@ -16,9 +16,17 @@ from pydantic import BaseModel, Field
 from .embedding import Bm25Encoder, Embedder
 from .graph import GraphCache
 from .index.base import IndexQuery, VectorIndex, ts
-from .models import INDEXED_KINDS, Record, RecordKind, record_sources, record_time
+from .models import INDEXED_KINDS, Fact, Record, RecordKind, record_sources, record_time
 from .records import RecordStore
-from .retrieval import Fused, Key, RetrievalConfig, pack, recency_ranking, rrf_fuse, term_coverage
+from .retrieval import (
+    Fused,
+    Key,
+    RetrievalConfig,
+    pack,
+    recency_ranking,
+    rrf_fuse,
+    term_coverage,
+)
 from .scope import Scope
 from .timeline import TimelineCache
 
@@ -95,7 +103,7 @@ class Retriever:
             first = [f.key for f in rrf_fuse(rankings, config.rrf_k, weights)]
             rankings["neighbours"] = self._neighbour_ranking(scope, first[: config.neighbour_hits], as_of)
         fused = rrf_fuse(rankings, config.rrf_k, weights)
-        items, tokens = self._materialize(scope, fused, k, token_budget)
+        items, tokens = self._materialize(scope, fused, k, token_budget, as_of)
         timings["fuse_pack"] = (time.perf_counter() - t) * 1000
         return SearchResult(query=query, items=items, tokens=tokens, timings_ms=timings)
 
@@ -129,11 +137,14 @@ class Retriever:
         facts = self.records.get_many(scope, "fact", [rid for _, rid in ranked])
         return [key for key in ranked if key[1] in facts and facts[key[1]].status != "retracted"]  # type: ignore[attr-defined]
 
-    def _materialize(self, scope: Scope, fused: list[Fused], k: int, budget: int | None) -> tuple[list[RetrievedItem], int]:
+    def _materialize(
+        self, scope: Scope, fused: list[Fused], k: int, budget: int | None, as_of: datetime | None,
+    ) -> tuple[list[RetrievedItem], int]:
         """Read records for the best-ranked keys only, in slices, until k items are packed.
 
-        Keys without a record (an index point whose record is gone) are skipped, so the
-        record store stays the truth of what search returns.
+        Keys without a record (an index point whose record is gone) and facts whose record
+        no longer matches (an index write that failed after a retraction) are skipped, so
+        the record store stays the truth of what search returns.
         """
         items: list[RetrievedItem] = []
         used = 0
@@ -141,7 +152,7 @@ class Retriever:
         for start in range(0, len(fused), step):
             chunk = fused[start:start + step]
             records = self.hydrate(scope, {f.key for f in chunk})
-            present = [f for f in chunk if f.key in records]
+            present = [f for f in chunk if f.key in records and _current(records[f.key], as_of)]
             texts = [records[f.key].index_text() for f in present]  # type: ignore[attr-defined]
             remaining = None if budget is None else budget - used
             chosen, cost = pack(texts, k - len(items), remaining, self.embedder.count_tokens)
@@ -178,3 +189,13 @@ class Retriever:
             if ids:
                 out.update({(kind, rid): rec for rid, rec in self.records.get_many(scope, kind, ids).items()})
         return out
+
+
+def _current(record: Record, as_of: datetime | None) -> bool:
+    """Does the record itself (not its index point) say it belongs in this search?"""
+    if not isinstance(record, Fact):
+        return True
+    if as_of is None:
+        return record.status == "active"
+    starts_ok = record.valid_from is None or record.valid_from <= as_of
+    return record.status != "retracted" and starts_ok and (record.valid_to is None or as_of < record.valid_to)

@@ -8,6 +8,7 @@ part of the same answer, so retrieval gives them a small share of the hit's scor
 from __future__ import annotations
 
 import bisect
+import threading
 from collections.abc import Callable
 from datetime import datetime
 
@@ -55,5 +56,5 @@ class ScopeTimeline:
 class TimelineCache(ScopedCache[ScopeTimeline]):
     """Per-scope timelines built lazily from event records."""
 
-    def __init__(self, loader: Callable[[Scope], list[Event]]) -> None:
-        super().__init__(lambda scope: ScopeTimeline(loader(scope)))
+    def __init__(self, loader: Callable[[Scope], list[Event]], lock: threading.RLock | None = None) -> None:
+        super().__init__(lambda scope: ScopeTimeline(loader(scope)), lock)

@@ -32,7 +32,13 @@ def open_memory(settings: Settings | None = None, embedder: Embedder | None = No
     embedder = embedder or MiniLMEmbedder(settings.embedding_model_path)
     records = open_records(settings)
     try:
-        return Memory(records, open_index(settings), embedder)
+        index = open_index(settings)
     except BaseException:
+        records.close()
+        raise
+    try:
+        return Memory(records, index, embedder)
+    except BaseException:
+        index.close()
         records.close()
         raise
