@@ -167,6 +167,8 @@ def test_a_users_records_stay_in_their_scope(records: RecordStore) -> None:
 
     assert set(everything(records, BOB)) == {"fct_0"}
     assert everything(records, near_alice) == {}
+    assert everything(records, Scope(user_id="Alice")) == {}  # labels are case-sensitive everywhere
+    assert everything(records, Scope(user_id="ali")) == {}  # and never prefixes of one another
     assert records.count(BOB) == 1 and records.count(near_alice) == 0
     assert records.count(ALICE, "fact") == 1
     assert records.get(BOB, "event", alices[0].id) is None
