@@ -110,12 +110,11 @@ class Retriever:
     def _graph_candidates(
         self, scope: Scope, query: str, as_of: datetime | None, kinds: Sequence[RecordKind] | None
     ) -> list[Key]:
-        """Facts on the edges of entities the query names, those sharing its words first.
+        """Facts on the edges of entities the query names that share a word with the query.
 
         Words are compared after BM25's stemming and stop-word removal ("live" meets
-        "lives_in"), against the predicate and the far end's name. A small neighbourhood
-        (at most 5 edges) comes whole; of a hub (the user themself) only the edges that share
-        a word with the query, so naming it does not pull in every fact about it.
+        "lives_in"), against the predicate and the far end's name; the named entity itself
+        does not count, so naming a person does not pull in every fact about them.
         """
         if kinds and "fact" not in kinds:
             return []
@@ -128,8 +127,7 @@ class Retriever:
                 (len(query_terms.intersection(self.sparse.embed_query(graph.describe(r, entity_id))[0])), r)
                 for r in relations
             ]
-            if len(scored) > 5:
-                scored = [(shared, r) for shared, r in scored if shared]
+            scored = [(shared, r) for shared, r in scored if shared]
             scored.sort(key=lambda pair: (-pair[0], -(pair[1].valid_from or pair[1].created_at).timestamp(), pair[1].id))
             for _, relation in scored:
                 if ("fact", relation.fact_id) not in ranked:

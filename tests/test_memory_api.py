@@ -348,22 +348,25 @@ def test_update_fact_refuses_invalid_values_and_keeps_the_fact(memory: Memory, a
 def test_a_query_naming_an_entity_reaches_facts_on_its_edges(memory: Memory, alice: Scope) -> None:
     # the fact's text never names Acme, so only the graph connects the query to it
     fact = memory.add_fact(alice, works_at("Acme Corp", text="She has been employed there since 2019"))
-    memory.add_fact(alice, Fact(text="Alice likes jazz", subject="Alice", predicate="likes", object="jazz"))
+    jazz = memory.add_fact(alice, Fact(text="Alice likes jazz", subject="Alice", predicate="likes", object="jazz"))
 
-    graph_only = memory.search(alice, "Tell me about Acme Corp", config=GRAPH_ONLY)
-    hybrid = memory.search(alice, "Tell me about Acme Corp")
+    graph_only = memory.search(alice, "Who works at Acme Corp?", config=GRAPH_ONLY)
+    hybrid = memory.search(alice, "Who works at Acme Corp?")
 
     assert [(item.id, item.stages) for item in graph_only.items] == [(fact.id, {"graph": 1})]
     assert "graph" in {item.id: item for item in hybrid.items}[fact.id].stages
-    assert memory.search(alice, "Tell me about Acme Corp", kinds=["event"]).items == []
+    assert memory.search(alice, "Who works at Acme Corp?", kinds=["event"]).items == []
+    # naming an entity is not enough: its edges must share a word with the question
+    assert memory.search(alice, "What does Alice eat?", config=GRAPH_ONLY).items == []
+    assert ids(memory.search(alice, "What music does Alice like?", config=GRAPH_ONLY).items) == [jazz.id]
 
 
 def test_graph_expansion_follows_the_as_of_view(memory: Memory, alice: Scope) -> None:
     lisbon = memory.add_fact(alice, lives_in("Lisbon", T0))
     porto = memory.supersede_fact(alice, lisbon.id, lives_in("Porto", MOVED_TO_PORTO))
 
-    assert ids(memory.search(alice, "Alice", config=GRAPH_ONLY).items) == [porto.id]
-    assert ids(memory.search(alice, "Alice", config=GRAPH_ONLY, as_of=WHILE_IN_LISBON).items) == [lisbon.id]
+    assert ids(memory.search(alice, "Where does Alice live?", config=GRAPH_ONLY).items) == [porto.id]
+    assert ids(memory.search(alice, "Where does Alice live?", config=GRAPH_ONLY, as_of=WHILE_IN_LISBON).items) == [lisbon.id]
 
 
 # ================================================================================ profile
