@@ -2,7 +2,8 @@
 
 A record whose only sources are forgotten events goes; a record with other sources stays
 with the forgotten ids removed from its sources. Relations go with their fact; entities go
-when nothing that remains names them.
+when nothing that remains names them. A fact superseded by a fact that goes is reopened, with
+its edge: it is again the latest thing known.
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ def plan_event_cascade(
     deleted_facts = {f.id for f in facts if _trim(f, event_ids, plan)}
     for episode in episodes:
         _trim(episode, event_ids, plan)
+    # A fact replaced by one that is now forgotten is again the latest word on the matter.
+    reopened: set[str] = set()
+    for fact in facts:
+        if fact.superseded_by in deleted_facts and fact.id not in deleted_facts:
+            reopened.add(fact.id)
+            _replace(plan, _latest(plan, fact).model_copy(update={"status": "active", "valid_to": None, "superseded_by": None}))
 
     remaining_relations: list[Relation] = []
     for relation in relations:
@@ -49,6 +56,8 @@ def plan_event_cascade(
             plan.delete.append(("relation", relation.id))
         elif not _trim(relation, event_ids, plan):
             remaining_relations.append(relation)
+            if relation.fact_id in reopened:
+                _replace(plan, _latest(plan, relation).model_copy(update={"valid_to": None}))
 
     still_named = {r.subject_id for r in remaining_relations} | {r.object_id for r in remaining_relations}
     for entity in entities:
@@ -60,3 +69,13 @@ def plan_event_cascade(
         else:
             plan.delete.append(("entity", entity.id))
     return plan
+
+
+def _replace(plan: CascadePlan, record: Record) -> None:
+    """Queue an update, merging with one already queued for the same record."""
+    plan.update = [r for r in plan.update if (r.kind, r.id) != (record.kind, record.id)] + [record]
+
+
+def _latest(plan: CascadePlan, record: Record) -> Record:
+    """The version of a record already queued for update, else the record itself."""
+    return next((r for r in plan.update if (r.kind, r.id) == (record.kind, record.id)), record)

@@ -156,3 +156,18 @@ def test_writers_and_readers_on_threads_do_not_trip_over_each_other(memory: Memo
     assert errors == []
     assert len(memory.events(alice)) == len(memory.events(bob)) == 30
     assert memory.index.count(alice) == memory.index.count(bob) == 30
+
+
+def test_forgetting_the_message_behind_a_change_brings_back_what_was_true_before(memory: Memory, alice: Scope) -> None:
+    (moved,) = memory.add_events(alice, [at(0, "I moved to Porto last week")])
+    lisbon = memory.add_fact(alice, Fact(text="Alice lives in Lisbon", subject="Alice", predicate="lives_in", object="Lisbon", valid_from=T0 - timedelta(days=400)))
+    memory.supersede_fact(alice, lisbon.id, Fact(text="Alice lives in Porto", subject="Alice", predicate="lives_in", object="Porto", valid_from=T0, sources=[moved.id]))
+
+    assert memory.forget_event(alice, moved.id).complete
+
+    restored = memory.get_fact(alice, lisbon.id)
+    assert (restored.status, restored.valid_to, restored.superseded_by) == ("active", None, None)
+    assert memory.profile(alice).location.value == "Lisbon"
+    graph = memory.graph(alice)
+    assert [r.object_id for r in graph.neighbours(memory.entity_id("Alice"))] == [memory.entity_id("Lisbon")]
+    assert [item.id for item in memory.search(alice, "Where does Alice live?", kinds=["fact"]).items] == [lisbon.id]
