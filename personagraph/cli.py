@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -54,7 +53,6 @@ from personagraph.memory import (
     Scope,
 )
 from personagraph.memory.ingest import iter_batches, read_jsonl_messages, read_locomo
-from personagraph.memory.scope import validate_label
 
 from .factory import open_memory
 from .settings import Settings
@@ -121,7 +119,6 @@ def main(
 @functools.cache
 def _embedder(model_path: str | None) -> MiniLMEmbedder:
     """One embedder per process: loading the model is most of a short command's run time."""
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' tqdm bar would cut into ours
     return MiniLMEmbedder(model_path)
 
 
@@ -142,13 +139,7 @@ def _memory(settings: Settings) -> Iterator[Memory]:
 
 
 def _scope(settings: Settings, user: str) -> Scope:
-    """The scope of `user` in the configured tenant.
-
-    Labels are checked here first because pydantic wraps the InvalidScopeError that Scope's
-    validator raises in a ValidationError, which would lose the library's message.
-    """
-    validate_label(settings.tenant, "tenant")
-    validate_label(user, "user_id")
+    """The scope of `user` in the configured tenant (a bad label raises InvalidScopeError)."""
     return Scope(tenant=settings.tenant, user_id=user)
 
 
