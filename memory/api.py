@@ -19,10 +19,11 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, Field, ValidationError
 
 from .cascade import plan_event_cascade
+from .changes import ChangeSet
 from .embedding import Bm25Encoder, Embedder
 from .errors import InvalidRecordError, RecordNotFoundError
 from .graph import GraphCache, ScopeGraph
-from .index.base import OPEN_END, OPEN_START, IndexPoint, VectorIndex, ts
+from .index.base import OPEN_END, OPEN_START, IndexPoint, IndexQuery, VectorIndex, ts
 from .models import (
     INDEXED_KINDS,
     RECORD_KINDS,
@@ -33,6 +34,7 @@ from .models import (
     Profile,
     Record,
     RecordKind,
+    ReflectionRun,
     Relation,
     entity_key,
     now,
@@ -320,6 +322,74 @@ class Memory:
         self._write(scope, put=[parsed])
         return parsed
 
+    def apply(self, scope: Scope, changes: ChangeSet) -> list[Record]:
+        """Write a whole change set as one logical operation: records, index, graph (and so the
+        profile) land together or, after a crash, are finished by the journal replay."""
+        _check_scope(scope)
+        when = now()
+        put: dict[tuple[str, str], Record] = {}
+
+        def queue(records: Iterable[Record]) -> None:
+            for record in records:
+                key = (record.kind, record.id)
+                old = put.get(key)
+                if isinstance(record, Entity) and isinstance(old, Entity):  # two facts name it: keep both provenances
+                    record = record.model_copy(update={
+                        "sources": sorted(set(old.sources) | set(record.sources)),
+                        "aliases": list(dict.fromkeys([*old.aliases, *record.aliases])),
+                    })
+                put[key] = record
+
+        stored = self.records.get_many(scope, "fact", [*changes.retract, *(old for old, _ in changes.supersede)])
+        for old_id, new in changes.supersede:
+            old = stored.get(old_id)
+            if old is None or old.status != "active":  # type: ignore[attr-defined]
+                raise InvalidRecordError(f"fact {old_id!r} is not an active fact of this scope")
+            if new.valid_from is None:
+                new = new.model_copy(update={"valid_from": when})
+            queue(self._close_fact(scope, old, "superseded", new.valid_from, superseded_by=new.id))  # type: ignore[arg-type]
+            queue([new, *self._fact_links(scope, new)])
+        for fact_id in changes.retract:
+            if (old := stored.get(fact_id)) is None:
+                raise RecordNotFoundError(f"no fact {fact_id!r} in this scope")
+            queue(self._close_fact(scope, old, "retracted", when))  # type: ignore[arg-type]
+        for fact in [*changes.add, *changes.update]:
+            queue([fact, *self._fact_links(scope, fact)])
+        existing = self.records.get_many(scope, "entity", [e.id for e in changes.entities])
+        for entity in changes.entities:
+            if old := existing.get(entity.id):
+                entity = entity.model_copy(update={
+                    "sources": sorted(set(old.sources) | set(entity.sources)),  # type: ignore[attr-defined]
+                    "aliases": list(dict.fromkeys([*old.aliases, *entity.aliases])),  # type: ignore[attr-defined]
+                    "entity_type": old.entity_type if entity.entity_type == "thing" else entity.entity_type,  # type: ignore[attr-defined]
+                })
+            queue([entity])
+        queue([*changes.episodes, *changes.extra])
+        self._write(scope, put=list(put.values()))
+        return list(put.values())
+
+    def similar_facts(self, scope: Scope, texts: Sequence[str], k: int = 5) -> list[list[tuple[Fact, float]]]:
+        """For each text, the k most similar active facts with their cosine similarity."""
+        _check_scope(scope)
+        if not texts:
+            return []
+        out = []
+        for vector in self.embedder.embed_documents(list(texts)):
+            hits = self.index.search_dense(IndexQuery(scope, limit=k, kinds=("fact",)), vector)
+            found = self.records.get_many(scope, "fact", [h.record_id for h in hits])
+            out.append([(found[h.record_id], h.score) for h in hits if h.record_id in found])  # type: ignore[misc]
+        return out
+
+    # ================================================================== reflection bookkeeping
+    def reflections(self, scope: Scope, status: str | None = None) -> list[ReflectionRun]:
+        runs = self.records.list(_check_scope(scope), "reflection", {"status": status} if status else None)
+        return sorted(runs, key=lambda r: (r.created_at, r.id))  # type: ignore[return-value]
+
+    def unreflected_events(self, scope: Scope, thread_id: str | None = None) -> list[Event]:
+        """Events no finished reflection run covers, oldest first: what reflection still owes."""
+        covered = {eid for run in self.reflections(scope) if run.reflected for eid in run.sources}
+        return [e for e in self.events(scope, thread_id) if e.id not in covered]
+
     def graph(self, scope: Scope) -> ScopeGraph:
         return self.graphs.get(_check_scope(scope))
 
@@ -368,6 +438,7 @@ class Memory:
         plan = plan_event_cascade(
             {event_id}, self.facts(scope, status=None), self.records.list(scope, "relation"),
             self.records.list(scope, "entity"), self.records.list(scope, "episode"),
+            self.records.list(scope, "reflection"),  # type: ignore[arg-type]
         )
         with self._lock:
             # The next turn's BM25 text quotes this one: re-index it once this one is gone.
@@ -386,7 +457,7 @@ class Memory:
             "index": sum(tuple(k) in index_keys for k in gone_indexed),
             "sources": sum(
                 event_id in rec.sources  # type: ignore[attr-defined]
-                for kind in ("fact", "relation", "entity", "episode") for rec in self.records.list(scope, kind)
+                for kind in ("fact", "relation", "entity", "episode", "reflection") for rec in self.records.list(scope, kind)
             ),
         }
         return ForgetReceipt(
@@ -480,7 +551,11 @@ class Memory:
     def stats(self) -> dict[str, Any]:
         scopes = self.records.scopes()
         per_kind = {kind: sum(self.records.count(s, kind) for s in scopes) for kind in RECORD_KINDS}
-        return {"users": len(scopes), "records": per_kind, "index_points": self.index.count()}
+        pending = {
+            status: sum(len(self.records.list(s, "reflection", {"status": status})) for s in scopes)
+            for status in ("failed", "deferred")
+        }
+        return {"users": len(scopes), "records": per_kind, "index_points": self.index.count(), "reflection_pending": pending}
 
     # ================================================================== async
     async def aadd_event(self, scope: Scope, event: Event | dict[str, Any]) -> Event:

@@ -8,9 +8,10 @@ its edge: it is again the latest thing known.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .models import Entity, Episode, Fact, Record, RecordKind, Relation
+from .models import Entity, Episode, Fact, Record, RecordKind, ReflectionRun, Relation
 
 
 @dataclass
@@ -38,11 +39,12 @@ def plan_event_cascade(
     relations: list[Relation],
     entities: list[Entity],
     episodes: list[Episode],
+    reflections: Sequence[ReflectionRun] = (),
 ) -> CascadePlan:
     plan = CascadePlan(delete=[("event", eid) for eid in sorted(event_ids)])
     deleted_facts = {f.id for f in facts if _trim(f, event_ids, plan)}
-    for episode in episodes:
-        _trim(episode, event_ids, plan)
+    for record in [*episodes, *reflections]:
+        _trim(record, event_ids, plan)
     # A fact replaced by one that is now forgotten is again the latest word on the matter.
     reopened: set[str] = set()
     for fact in facts:

@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-RecordKind = Literal["event", "episode", "fact", "entity", "relation"]
-RECORD_KINDS: tuple[RecordKind, ...] = ("event", "episode", "fact", "entity", "relation")
+RecordKind = Literal["event", "episode", "fact", "entity", "relation", "reflection"]
+RECORD_KINDS: tuple[RecordKind, ...] = ("event", "episode", "fact", "entity", "relation", "reflection")
 INDEXED_KINDS: tuple[RecordKind, ...] = ("event", "episode", "fact")  # the kinds search returns
 FactKind = Literal[
     "preference", "attribute", "relationship", "plan", "event", "instruction", "other"
@@ -187,9 +187,40 @@ class Relation(Record):
         return starts_ok and (self.valid_to is None or when < self.valid_to)
 
 
-AnyRecord = Event | Episode | Fact | Entity | Relation
+ReflectionStatus = Literal["done", "skipped", "failed", "deferred"]
+
+
+class ReflectionRun(Record):
+    """What reflection did with a batch of events. `done` and `skipped` runs mark their events
+    as reflected; `failed` (the model's output never validated) and `deferred` (over budget)
+    runs keep them due for another try, so nothing is dropped silently."""
+
+    kind: Literal["reflection"] = "reflection"
+    id: RecordId = ""  # type: ignore[assignment]  # filled from thread and events when empty
+    thread_id: Annotated[str, Field(max_length=200)] = "default"
+    sources: Annotated[list[RecordId], Field(min_length=1)]
+    status: ReflectionStatus
+    reason: Annotated[str, Field(max_length=2_000)] = ""
+    attempts: Annotated[int, Field(ge=0)] = 0
+    llm_calls: Annotated[int, Field(ge=0)] = 0
+    model: Annotated[str, Field(max_length=200)] = ""
+    fact_ids: list[RecordId] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _fill_id(self) -> ReflectionRun:
+        if not self.id:
+            self.__dict__["id"] = stable_id("rfl", self.thread_id, *sorted(self.sources))
+        return self
+
+    @property
+    def reflected(self) -> bool:
+        return self.status in ("done", "skipped")
+
+
+AnyRecord = Event | Episode | Fact | Entity | Relation | ReflectionRun
 RECORD_TYPES: dict[str, type[Record]] = {
     "event": Event, "episode": Episode, "fact": Fact, "entity": Entity, "relation": Relation,
+    "reflection": ReflectionRun,
 }
 
 
