@@ -365,7 +365,9 @@ class Memory:
                 })
             queue([entity])
         queue([*changes.episodes, *changes.extra])
-        self._write(scope, put=list(put.values()))
+        if any(kind != "reflection" for kind, _ in changes.delete):
+            raise InvalidRecordError("a change set deletes reflection records only; forget events to delete memories")
+        self._write(scope, put=list(put.values()), delete=[k for k in changes.delete if k not in put])
         return list(put.values())
 
     def similar_facts(self, scope: Scope, texts: Sequence[str], k: int = 5) -> list[list[tuple[Fact, float]]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .models import Entity, Episode, Fact, Record
+from .models import Entity, Episode, Fact, Record, RecordKind
 
 
 @dataclass
@@ -19,6 +19,7 @@ class ChangeSet:
     entities: list[Entity] = field(default_factory=list)
     episodes: list[Episode] = field(default_factory=list)
     extra: list[Record] = field(default_factory=list)
+    delete: list[tuple[RecordKind, str]] = field(default_factory=list)  # reflection runs only
 
     def fact_ids(self) -> list[str]:
         """Ids of the facts this change set creates or rewrites."""

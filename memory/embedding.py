@@ -36,7 +36,7 @@ class MiniLMEmbedder:
         self._lock = threading.Lock()
 
     @cached_property
-    def _model(self):  # noqa: ANN202 - SentenceTransformer, imported lazily (torch is slow to import)
+    def _model(self):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

@@ -50,7 +50,7 @@ class Scope(BaseModel):
 
     @field_validator("tenant", "user_id")
     @classmethod
-    def _check_label(cls, value: str, info) -> str:  # noqa: ANN001 - pydantic's info object
+    def _check_label(cls, value: str, info) -> str:
         return validate_label(value, info.field_name)
 
     @property

@@ -376,6 +376,8 @@ def stats(ctx: typer.Context) -> None:
     for kind, count in numbers["records"].items():
         table.add_row(f"{kind} records", f"{count:,}")
     table.add_row("index points", f"{numbers['index_points']:,}")
+    for status, count in numbers["reflection_pending"].items():
+        table.add_row(f"reflection runs {status}", f"[yellow]{count:,}[/]" if count else "0")
     table.add_row("data dir", f"{decimal(_disk_usage(settings.data_dir))}  [dim]{escape(str(settings.data_dir))}[/]")
     console.print(table)
 
@@ -509,3 +511,6 @@ def demo(
         console.print(profile)
     command = f'personagraph --data-dir {folder} recall {DEMO_USER} "your question"'
     console.print(f"\nexplore it: [bold]{escape(command)}[/]", soft_wrap=True)
+
+
+from . import cli_reflection  # noqa: F401  registers `reflect` and `inspect` on `app`

