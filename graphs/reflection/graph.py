@@ -12,7 +12,7 @@ explicit facts written, and its run is `failed`, so its events stay due for anot
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
@@ -57,6 +57,9 @@ from .reconcile import (
     reconcile,
 )
 from .schema import CandidateEntity, CandidateFact, GateDecision
+
+
+Extractor = Callable[[Sequence[Event]], tuple[list[CandidateFact], list[CandidateEntity]]]
 
 
 class ReflectionState(TypedDict, total=False):
@@ -116,6 +119,7 @@ class ReflectionNodes:
     model: BaseChatModel | None = None
     budget: LLMBudget = field(default_factory=LLMBudget)
     config: ReflectionConfig = field(default_factory=ReflectionConfig)
+    extractor: Extractor = extract_explicit
 
     @property
     def model_enabled(self) -> bool:
@@ -145,7 +149,7 @@ class ReflectionNodes:
         return update
 
     def explicit(self, state: ReflectionState) -> dict[str, Any]:
-        facts, entities = extract_explicit(state["events"])
+        facts, entities = self.extractor(state["events"])
         return {"explicit": facts, "entities": entities}
 
     def extract(self, state: ReflectionState) -> dict[str, Any]:
@@ -306,9 +310,11 @@ def build_reflection_graph(
     config: ReflectionConfig | None = None,
     budget: LLMBudget | None = None,
     checkpointer: Checkpointer = None,
+    extractor: Extractor = extract_explicit,
 ) -> CompiledStateGraph:
-    """Compile the reflection graph; without a model it runs the deterministic extractor alone."""
-    nodes = ReflectionNodes(memory, model, budget or LLMBudget(), config or ReflectionConfig())
+    """Compile the reflection graph; without a model it runs the deterministic extractor alone.
+    `extractor` replaces the rule-based first pass (benchmarks feed gold facts through it)."""
+    nodes = ReflectionNodes(memory, model, budget or LLMBudget(), config or ReflectionConfig(), extractor)
     graph = StateGraph(ReflectionState)
     for name in ("load", "gate", "explicit", "extract", "validate", "ground", "resolve", "reconcile", "write"):
         graph.add_node(name, getattr(nodes, name))
