@@ -58,7 +58,6 @@ from .reconcile import (
 )
 from .schema import CandidateEntity, CandidateFact, GateDecision
 
-
 Extractor = Callable[[Sequence[Event]], tuple[list[CandidateFact], list[CandidateEntity]]]
 
 
