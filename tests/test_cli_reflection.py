@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from personagraph.memory import MiniLMEmbedder, Scope
 from test_cli import ALICE_CHAT, BOB_CHAT, _ok, _run, _stats, _write_jsonl
 
 from personagraph import Settings, cli, open_memory
-from personagraph.memory import MiniLMEmbedder, Scope
 
 
 @pytest.fixture(autouse=True)
