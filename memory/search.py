@@ -142,15 +142,26 @@ class Retriever:
 
         Keys without a record (an index point whose record is gone) and facts whose record
         no longer matches (an index write that failed after a retraction) are skipped, so
-        the record store stays the truth of what search returns.
+        the record store stays the truth of what search returns. A fact whose sentence was
+        already shown is skipped too.
         """
         items: list[RetrievedItem] = []
         used = 0
         step = 2 * k + 10
+        seen_facts: set[str] = set()  # one sentence can carry two facts (two triples): show it once
         for start in range(0, len(fused), step):
             chunk = fused[start:start + step]
             records = self.hydrate(scope, {f.key for f in chunk})
-            present = [f for f in chunk if f.key in records and _current(records[f.key], as_of)]
+            present = []
+            for f in chunk:
+                record = records.get(f.key)
+                if record is None or not _current(record, as_of):
+                    continue
+                if isinstance(record, Fact):
+                    if record.text in seen_facts:
+                        continue
+                    seen_facts.add(record.text)
+                present.append(f)
             texts = [records[f.key].index_text() for f in present]  # type: ignore[attr-defined]
             remaining = None if budget is None else budget - used
             chosen, cost = pack(texts, k - len(items), remaining, self.embedder.count_tokens)

@@ -424,23 +424,23 @@ def _reset_demo_dir(path: Path) -> None:
     shutil.rmtree(path)
 
 
-def _add_demo_facts(memory: Memory, scope: Scope) -> None:
-    """Facts the reflection graph would draw from the sample chat, one of them a move."""
-    memory.add_fact(scope, Fact(
-        text="Sam is allergic to peanuts and carries an EpiPen.", subject="Sam", predicate="allergic_to",
-        object="peanuts", sources=["sam-03"],
-    ))
-    memory.add_fact(scope, Fact(
-        text="Sam works as a UX designer at Tidewater Games.", subject="Sam", predicate="works_at",
-        object="Tidewater Games", valid_from=datetime(2025, 3, 24, tzinfo=UTC), sources=["sam-14"],
-    ))
-    leeds = memory.add_fact(scope, Fact(
-        text="Sam lives in Leeds.", subject="Sam", predicate="lives_in", object="Leeds", sources=["sam-01"],
-    ))
-    memory.supersede_fact(scope, leeds.id, Fact(
-        text="Sam lives in Bristol, in a flat in Bedminster.", subject="Sam", predicate="lives_in",
-        object="Bristol", valid_from=datetime(2025, 3, 20, 18, tzinfo=UTC), sources=["sam-16", "sam-25"],
-    ))
+def _reflect_demo(memory: Memory, scope: Scope, model: str) -> None:
+    """Run the reflection graph over the sample chat, as an app would after each conversation."""
+    from personagraph.graphs.reflection import ReflectionConfig, build_reflection_graph
+    from personagraph.graphs.reflection.runner import iter_reflect
+
+    chat = None
+    if model != "none":
+        from personagraph.agents.llm import load_chat_model
+
+        with err_console.status(f"loading {model}…"):
+            chat = load_chat_model(model)
+    graph = build_reflection_graph(memory, chat, config=ReflectionConfig(use_model=chat is not None, model_name=model))
+    started = time.perf_counter()
+    reports = [report for _, report in iter_reflect(memory, graph, scope, batch_size=8)]
+    calls = sum(r.get("llm_calls", 0) for r in reports)
+    how = "rules only, no LLM" if chat is None else f"{model}, {calls} model calls"
+    console.print(f"[green]✓[/] reflected {len(reports)} batches in {time.perf_counter() - started:.1f} s ({how}); facts:")
 
 
 def _fact_line(fact: Fact) -> str:
@@ -473,8 +473,9 @@ def _show_search(memory: Memory, scope: Scope, query: str, top: int, note: str =
 def demo(
     ctx: typer.Context,
     data_dir: Annotated[Path | None, typer.Option(help=f"Folder for the demo's memory (wiped first; default ./{DEMO_DIR}).")] = None,
+    model: Annotated[str, typer.Option(help='Reflection\'s model: "none" (rules only, instant) or "local:smollm2" (the offline LLM, about a minute).')] = "none",
 ) -> None:
-    """A two-minute tour, offline: ingest a sample chat, add facts, recall, time travel, profile."""
+    """A two-minute tour, offline: ingest a sample chat, reflect on it, recall, time travel, profile."""
     state = _state(ctx)
     folder = data_dir or state.data_dir_option or DEMO_DIR
     _reset_demo_dir(folder)
@@ -489,8 +490,7 @@ def demo(
     with _memory(settings) as memory:
         seconds = _add_with_progress(memory, scope, events)
         console.print(f"[green]✓[/] stored {len(events)} messages from Sam's March chats in {seconds:.1f} s")
-        console.print("\n[bold]Facts[/] (normally extracted by the reflection graph; added by hand here):")
-        _add_demo_facts(memory, scope)
+        _reflect_demo(memory, scope, model)
         for fact in sorted(memory.facts(scope, status=None), key=lambda f: (f.predicate or "", f.created_at)):
             console.print(f"  • {_fact_line(fact)}")
         for query in DEMO_QUERIES:

@@ -78,7 +78,7 @@ POSITIVE = [
     ("I'm from Toronto originally", {(C, "from", "Toronto")}),
     ("I grew up in Cork", {(C, "from", "Cork")}),
     # occupation
-    ("I work as a nurse at St Mary's.", {(C, "occupation", "nurse")}),
+    ("I work as a nurse at St Mary's.", {(C, "works_as", "nurse")}),
     ("I work at Google", {(C, "works_at", "Google")}),
     ("I'm a software engineer", {(C, "occupation", "software engineer")}),
     ("I'm actually a primary school teacher", {(C, "occupation", "primary school teacher")}),
@@ -248,13 +248,15 @@ def test_precision_on_the_shipped_sample() -> None:
         ("Sam", "verbosity", "keep answers short"),
         ("Sam", "prefers", "bullet points"),
         ("Sam", "dog", "Biscuit"),
-        ("Sam", "occupation", "UX designer"),
+        ("Sam", "works_as", "UX designer"),
         ("Sam", "works_at", "Tidewater Games"),
         ("Sam", "sister", "Nadia"),
+        ("Sam", "lives_in", "Leeds"),
+        ("Sam", "lives_in", "Bristol"),
     }
     assert all(set(f.sources).isdisjoint(assistant_ids) for f in facts)
     assert {(e.name, e.entity_type) for e in entities} == {
-        ("Biscuit", "pet"), ("Nadia", "person"), ("Tidewater Games", "organization")}
+        ("Biscuit", "pet"), ("Nadia", "person"), ("Tidewater Games", "organization"), ("Leeds", "place"), ("Bristol", "place")}
 
 
 def test_extractor_is_fast() -> None:

@@ -94,8 +94,22 @@ def test_zero_llm_mode_runs_the_deterministic_extractor_alone(memory: Memory, al
     texts = {f.text for f in memory.facts(alice)}
     assert any("allergic to peanuts" in t for t in texts) and any("Lisbon" in t for t in texts)
     assert memory.reflections(alice)[0].model == "explicit"
-    (episode,) = memory.records.list(alice, "episode")
-    assert "allergic to peanuts" in episode.summary  # the extractive summary of the memorable messages
+    assert memory.records.list(alice, "episode") == []  # no model, no summary: the events are the episode
+
+
+def test_older_news_arriving_late_is_kept_as_history_not_as_the_current_fact(memory: Memory, alice: Scope) -> None:
+    graph = build_reflection_graph(memory, None)
+    recent = memory.add_events(alice, said("I moved to Porto last month.", thread="new", start=T0))
+    run(graph, alice, recent, thread="new")
+    late = memory.add_events(alice, said("I live in Lisbon.", thread="old", start=T0 - timedelta(days=90)))
+    report = run(graph, alice, late, thread="old")
+
+    assert report["facts_superseded"] == 0
+    (current,) = memory.facts(alice)
+    assert current.object == "Porto"
+    (history,) = memory.facts(alice, status="superseded")
+    assert history.object == "Lisbon" and history.superseded_by == current.id and history.valid_to == current.valid_from
+    assert memory.search(alice, "Where does Alice live?", kinds=["fact"], as_of=T0 - timedelta(days=80)).items[0].id == history.id
 
 
 def test_grounding_rejects_a_fact_its_source_message_does_not_support(memory: Memory, alice: Scope) -> None:

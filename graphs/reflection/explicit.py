@@ -322,9 +322,9 @@ _STATEMENTS: tuple[_Rule, ...] = (
     _rule(_I_AM + r"(?:moving|relocating)\s+to\s+", "moving_to", "plan", entity_type="place", plan=True),
     _rule(_I_AM + r"(?:originally\s+)?from\s+", "from", "attribute", entity_type="place"),
     _rule(_I + r"(?:come|grew up)\s+(?:from|in)\s+", "from", "attribute", entity_type="place"),
-    _rule(_I + r"work\s+as\s+", "occupation", "attribute", cut=True),
+    _rule(_I + r"work\s+as\s+", "works_as", "attribute", cut=True),
     _rule(_I_AM + r"(?:working|employed|starting|starting out)\s+as\s+(?:a\s+|an\s+)?(?P<o>" + _JOB + r")\b",
-          "occupation", "attribute"),
+          "works_as", "attribute"),
     _rule(_I_AM + r"(?:a|an)\s+(?P<o>" + _JOB + r")\b", "occupation", "attribute"),
     _rule(_I_AM + r"(?P<o>retired|unemployed|self-employed|between jobs)\b", "occupation", "attribute"),
     _rule(_I + r"work\s+(?:at|for)\s+", "works_at", "attribute", entity_type="organization"),
@@ -469,7 +469,7 @@ def _third_party_predicate(verb: str) -> tuple[str, FactKind]:
         return "dislikes", "preference"
     if re.match(r"loves|likes|enjoys|adores", verb):
         return "likes", "preference"
-    for start, predicate in (("is allergic", "allergic_to"), ("lives", "lives_in"), ("works as", "occupation"),
+    for start, predicate in (("is allergic", "allergic_to"), ("lives", "lives_in"), ("works as", "works_as"),
                              ("works", "works_at"), ("is from", "from"), ("is a", "occupation")):
         if verb.startswith(start):
             return predicate, "attribute"

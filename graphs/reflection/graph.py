@@ -196,7 +196,7 @@ class ReflectionNodes:
             sources = [by_id[s] for s in candidate.sources if s in by_id]
             verdict = check_grounding(candidate, sources)
             if sources and verdict.supported:
-                accepted.append(candidate)
+                accepted.append(candidate.model_copy(update={"said_at": max(e.time for e in sources)}))
             else:
                 rejected.append({"text": candidate.text, "origin": candidate.origin, "reason": verdict.reason, "score": verdict.score})
         return {"accepted": accepted, "rejected": rejected}
@@ -233,13 +233,13 @@ class ReflectionNodes:
         scope = _scope(state)
         events: list[Event] = state["events"]
         decisions: list[Decision] = state.get("decisions", [])
-        existing = self.memory.records.get_many(scope, "fact", [d.target_id for d in decisions if d.target_id])
+        existing = self.memory.records.get_many(scope, "fact", [i for d in decisions for i in (d.target_id, d.closed_by) if i])
         changes = changes_for(decisions, existing)  # type: ignore[arg-type]
         changes.entities = list(state.get("resolved_entities", []))
         thread = events[0].thread_id
         event_ids = [e.id for e in events]
         status: ReflectionStatus = state.get("status", "done")
-        if status != "skipped" and (summary := self._summary(state)):
+        if status != "skipped" and (summary := state.get("summary")):  # the model's; none without one
             changes.episodes.append(Episode(
                 id=stable_id("epi", thread, *sorted(event_ids)), thread_id=thread, summary=summary,
                 start=events[0].time, end=events[-1].time, sources=event_ids,
@@ -277,15 +277,6 @@ class ReflectionNodes:
                         slot.append((fact, 0.0))
             out.append([*hits, *slot])  # type: ignore[list-item]
         return out
-
-    def _summary(self, state: ReflectionState) -> str:
-        """The model's summary, or (zero-LLM) the memorable messages themselves, shortened."""
-        if state.get("summary"):
-            return state["summary"]
-        memorable = set(state["gate"].memorable_event_ids) if state.get("gate") else set()
-        said = [f"{e.speaker}: {e.text}" for e in state["events"] if e.id in memorable]
-        text = " | ".join(said)
-        return text if len(text) <= 300 else text[:297].rsplit(" ", 1)[0] + "…"
 
     # ------------------------------------------------------------------ routing
     def after_load(self, state: ReflectionState) -> Literal["gate", "__end__"]:

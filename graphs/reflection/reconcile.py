@@ -27,7 +27,7 @@ Action = Literal["add", "update", "supersede", "retract", "noop"]
 
 # Predicates that hold one value at a time: a new object replaces the old one.
 FUNCTIONAL_PREDICATES = frozenset({
-    "lives_in", "location", "works_at", "employer", "occupation", "job", "name", "age",
+    "lives_in", "location", "works_at", "works_as", "employer", "occupation", "job", "name", "age",
     "relationship_status", "marital_status", "diet", "studies_at", "school", "partner",
     "spouse", "wife", "husband", "boyfriend", "girlfriend", "favourite", "favorite",
 })
@@ -47,6 +47,7 @@ class Decision(BaseModel):
     target_id: str | None = None
     reason: str
     by: Literal["rule", "model", "fallback"] = "rule"
+    closed_by: str | None = None  # an add of older news: written already superseded by this fact
 
 
 @dataclass(frozen=True)
@@ -68,22 +69,28 @@ def text_key(text: str) -> str:
     return hashlib.sha256(normalise_text(text).encode()).hexdigest()
 
 
+def claim_key(fact: CandidateFact | Fact) -> tuple[str, str, str]:
+    """Text plus triple: one sentence may carry two claims ("starting as a designer at Acme")."""
+    return text_key(fact.text), _norm(fact.predicate), _norm(fact.object)
+
+
 def fact_id_for(candidate: CandidateFact) -> str:
-    """Same text from the same messages → same id, so a replay cannot create a second fact."""
-    return stable_id("fct", normalise_text(candidate.text), *sorted(candidate.sources))
+    """Same claim from the same messages → same id, so a replay cannot create a second fact."""
+    return stable_id("fct", *claim_key(candidate), *sorted(candidate.sources))
 
 
 def dedupe_batch(candidates: Sequence[CandidateFact]) -> list[CandidateFact]:
-    """Merge candidates of one batch with the same normalised text (union of sources)."""
-    merged: dict[str, CandidateFact] = {}
+    """Merge candidates of one batch making the same claim (union of sources)."""
+    merged: dict[tuple[str, str, str], CandidateFact] = {}
     for cand in candidates:
-        key = text_key(cand.text)
+        key = claim_key(cand)
         if (seen := merged.get(key)) is None:
             merged[key] = cand
         else:
             merged[key] = seen.model_copy(update={
                 "sources": sorted(set(seen.sources) | set(cand.sources)),
                 "confidence": max(seen.confidence, cand.confidence),
+                "said_at": max((t for t in (seen.said_at, cand.said_at) if t), default=None),
             })
     return list(merged.values())
 
@@ -97,10 +104,10 @@ def same_slot(candidate: CandidateFact, fact: Fact) -> bool:
 
 def rule_decision(candidate: CandidateFact, neighbours: Sequence[tuple[Fact, float]], config: ReconcileConfig) -> Decision | None:
     """A decision the rules can make alone, or None when the candidate needs the model."""
-    key = text_key(candidate.text)
+    key = claim_key(candidate)
     for fact, similarity in neighbours:
-        if text_key(fact.text) == key:
-            return Decision(candidate=candidate, action="noop", target_id=fact.id, reason="same text")
+        if claim_key(fact) == key:
+            return Decision(candidate=candidate, action="noop", target_id=fact.id, reason="same claim")
         if similarity >= config.duplicate_similarity and _norm(fact.object) == _norm(candidate.object):
             return Decision(candidate=candidate, action="noop", target_id=fact.id, reason=f"near-duplicate ({similarity:.2f})")
     for fact, _ in neighbours:
@@ -191,7 +198,23 @@ def reconcile(
             else:
                 reason = "no model to ask: kept as new" if decide is None else "over the decisions one call may make"
                 decisions[i] = Decision(candidate=candidates[i], action="add", reason=reason, by="fallback")
-    return _one_change_per_target([d for d in decisions if d is not None])
+    known = {fact.id: fact for hits in neighbours for fact, _ in hits}
+    return _one_change_per_target([_respect_time(d, known) for d in decisions if d is not None])
+
+
+def _respect_time(decision: Decision, known: dict[str, Fact]) -> Decision:
+    """Older news never replaces newer: a candidate said before the fact it would supersede
+    became true is history, added already closed by that fact (messages can arrive late)."""
+    target = known.get(decision.target_id or "")
+    if decision.action != "supersede" or target is None:
+        return decision
+    said = decision.candidate.said_at or decision.candidate.valid_from
+    if said and target.valid_from and said < target.valid_from:
+        return decision.model_copy(update={
+            "action": "add", "target_id": None, "closed_by": target.id,
+            "reason": f"{decision.reason}, but it predates the fact it would replace: kept as history",
+        })
+    return decision
 
 
 def _one_change_per_target(decisions: list[Decision]) -> list[Decision]:
@@ -220,7 +243,11 @@ def changes_for(decisions: Sequence[Decision], existing: dict[str, Fact]) -> Cha
     changes = ChangeSet()
     for d in decisions:
         target = existing.get(d.target_id) if d.target_id else None
-        if d.action == "add" or (d.action != "add" and target is None):
+        if d.closed_by and (newer := existing.get(d.closed_by)) is not None:
+            changes.add.append(to_fact(d.candidate).model_copy(update={
+                "status": "superseded", "superseded_by": newer.id, "valid_to": newer.valid_from,
+            }))
+        elif d.action == "add" or target is None:
             changes.add.append(to_fact(d.candidate))
         elif d.action == "noop":
             if not set(d.candidate.sources) <= set(target.sources):  # type: ignore[union-attr]

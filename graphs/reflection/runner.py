@@ -13,7 +13,8 @@ from personagraph.memory.scope import Scope
 
 
 def pending_batches(memory: Memory, scope: Scope, batch_size: int, thread_id: str | None = None) -> list[list[Event]]:
-    """Unreflected events cut into batches that never mix threads, in time order."""
+    """Unreflected events cut into batches that never mix threads; batches in time order, so
+    what was said first is reflected first."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     events = sorted(memory.unreflected_events(scope, thread_id), key=lambda e: (e.thread_id, e.time, e.id))
@@ -21,7 +22,7 @@ def pending_batches(memory: Memory, scope: Scope, batch_size: int, thread_id: st
     for _, in_thread in groupby(events, key=lambda e: e.thread_id):
         thread = list(in_thread)
         batches += [thread[i:i + batch_size] for i in range(0, len(thread), batch_size)]
-    return batches
+    return sorted(batches, key=lambda batch: (batch[0].time, batch[0].id))
 
 
 def iter_reflect(

@@ -30,6 +30,7 @@ class CandidateFact(BaseModel):
     confidence: Annotated[float, Field(ge=0.0, le=1.0)] = 0.8
     sources: Annotated[list[str], Field(min_length=1)]
     valid_from: Timestamp | None = None
+    said_at: Timestamp | None = None  # when its latest source message was said (set by the graph)
     origin: CandidateOrigin = "llm"
 
 
