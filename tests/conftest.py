@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from personagraph.memory import Memory, MiniLMEmbedder, RecordStore, Scope
 from personagraph.memory.index.edge import EdgeIndex
 

@@ -9,10 +9,10 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from personagraph.memory import MiniLMEmbedder
 from postgres_server import create_database, postgres_url  # noqa: F401  (fixture)
 
 from personagraph import Event, Fact, Scope, Settings, open_memory
-from personagraph.memory import MiniLMEmbedder
 
 SAM = Scope(tenant="acme", user_id="sam")
 ROB = Scope(tenant="acme", user_id="rob")
@@ -29,7 +29,6 @@ def scaled_memory(postgres_url: str, embedder: MiniLMEmbedder):  # noqa: F811
 
 def test_settings_pick_postgres_and_a_qdrant_server(scaled_memory) -> None:
     from langgraph.store.postgres import PostgresStore
-
     from personagraph.memory.index.server import QdrantServerIndex
 
     assert isinstance(scaled_memory.records.store, PostgresStore)

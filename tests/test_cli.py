@@ -6,12 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
-
-from personagraph import Fact, Settings, open_memory
-from personagraph import cli
 from personagraph.memory import MiniLMEmbedder, Scope
 from personagraph.memory.index.edge import EdgeIndex
+from typer.testing import CliRunner, Result
+
+from personagraph import Fact, Settings, cli, open_memory
 
 runner = CliRunner()
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-
 from personagraph.memory import Entity, Relation, Scope
 from personagraph.memory.graph import GraphCache, ScopeGraph
 

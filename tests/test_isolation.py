@@ -32,8 +32,15 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-
-from personagraph.memory import Event, Fact, Memory, MiniLMEmbedder, RecordNotFoundError, RecordStore, Scope
+from personagraph.memory import (
+    Event,
+    Fact,
+    Memory,
+    MiniLMEmbedder,
+    RecordNotFoundError,
+    RecordStore,
+    Scope,
+)
 from personagraph.memory.index.edge import EdgeIndex
 from personagraph.memory.models import entity_key
 

@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-
-from benchmarks.locomo import normalise_evidence, run
+from conftest import SHARED_DATA
 from personagraph.memory import MiniLMEmbedder
 
-from conftest import SHARED_DATA
+from benchmarks.locomo import normalise_evidence, run
 
 
 def test_malformed_evidence_ids_are_normalised_or_counted() -> None:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from personagraph.memory import (
     Episode,
     Event,

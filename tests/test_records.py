@@ -10,12 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from postgres_server import create_database, postgres_url  # noqa: F401  (fixture)
-
 from personagraph.memory.errors import InvalidRecordError
-from personagraph.memory.models import RECORD_KINDS, Entity, Episode, Event, Fact, Record, Relation, entity_key
+from personagraph.memory.models import (
+    RECORD_KINDS,
+    Entity,
+    Episode,
+    Event,
+    Fact,
+    Record,
+    Relation,
+    entity_key,
+)
 from personagraph.memory.records import RecordStore
 from personagraph.memory.scope import Scope
+from postgres_server import create_database, postgres_url  # noqa: F401  (fixture)
 
 Opener = Callable[[], RecordStore]
 ALICE = Scope(user_id="alice")

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from personagraph.memory import (
     Entity,
     Event,
@@ -136,7 +135,7 @@ def test_a_scope_altered_behind_validation_is_refused(memory: Memory, alice: Sco
 def test_writers_and_readers_on_threads_do_not_trip_over_each_other(memory: Memory, alice: Scope, bob: Scope) -> None:
     errors: list[BaseException] = []
 
-    def guarded(work) -> None:  # noqa: ANN001
+    def guarded(work) -> None:
         try:
             work()
         except BaseException as exc:  # noqa: BLE001 - collected and asserted below

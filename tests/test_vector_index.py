@@ -11,8 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from qdrant_client import QdrantClient
-
 from personagraph.memory import Bm25Encoder, ConfigurationError, MiniLMEmbedder, Scope
 from personagraph.memory.index.base import (
     OPEN_END,
@@ -25,6 +23,7 @@ from personagraph.memory.index.base import (
 )
 from personagraph.memory.index.edge import EdgeIndex
 from personagraph.memory.index.server import QdrantServerIndex
+from qdrant_client import QdrantClient
 
 ALICE = Scope(user_id="alice")
 BOB = Scope(user_id="bob")
