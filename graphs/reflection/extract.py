@@ -59,6 +59,8 @@ _EXAMPLE_OUT = Extraction(
     summary="Dana said she is allergic to shellfish.",
 )
 
+EXAMPLE_SUMMARY = _EXAMPLE_OUT.summary
+
 
 def render_batch(events: Sequence[Event]) -> str:
     return "\n".join(f"[{i}] {e.speaker} ({e.time:%d %B %Y}): {e.text}" for i, e in enumerate(events, 1))

@@ -38,6 +38,7 @@ from .budget import LLMBudget
 from .entities import EntityResolver, resolve_entities
 from .explicit import extract_explicit
 from .extract import (
+    EXAMPLE_SUMMARY,
     Extraction,
     ExtractionError,
     extraction_messages,
@@ -45,7 +46,6 @@ from .extract import (
     to_candidates,
 )
 from .gate import gate_batch
-from .grounding import check_grounding
 from .reconcile import (
     DECIDE_PROMPT,
     Decision,
@@ -56,6 +56,7 @@ from .reconcile import (
     dedupe_batch,
     reconcile,
 )
+from .sanity import best_source, grounded_summary, without_bad_triple
 from .schema import CandidateEntity, CandidateFact, GateDecision
 
 Extractor = Callable[[Sequence[Event]], tuple[list[CandidateFact], list[CandidateEntity]]]
@@ -181,8 +182,9 @@ class ReflectionNodes:
             try:
                 extraction = Extraction.model_validate(state["parsed"])
                 facts, entities = to_candidates(extraction, state["events"])
+                summary = grounded_summary(extraction.summary.strip(), state["events"], EXAMPLE_SUMMARY)
                 return {"extracted": facts, "entities": [*state.get("entities", []), *entities],
-                        "summary": extraction.summary.strip(), "error": None}
+                        "summary": summary, "error": None}
             except (ValueError, ExtractionError) as exc:
                 error = f"{type(exc).__name__}: {exc}"
         if state.get("attempts", 0) >= self.config.max_attempts:
@@ -193,10 +195,11 @@ class ReflectionNodes:
         by_id = {e.id: e for e in state["events"]}
         accepted, rejected = [], list(state.get("rejected", []))
         for candidate in [*state.get("explicit", []), *state.get("extracted", [])]:
+            candidate, verdict = best_source(candidate, state["events"])
             sources = [by_id[s] for s in candidate.sources if s in by_id]
-            verdict = check_grounding(candidate, sources)
             if sources and verdict.supported:
-                accepted.append(candidate.model_copy(update={"said_at": max(e.time for e in sources)}))
+                kept = without_bad_triple(candidate, sources)
+                accepted.append(kept.model_copy(update={"said_at": max(e.time for e in sources)}))
             else:
                 rejected.append({"text": candidate.text, "origin": candidate.origin, "reason": verdict.reason, "score": verdict.score})
         return {"accepted": accepted, "rejected": rejected}

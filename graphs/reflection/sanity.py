@@ -1,0 +1,73 @@
+"""Repairs and checks for what a model extracted, beyond word-level grounding.
+
+Measured on SmolLM2-135M over the shipped sample: it names the wrong message number for a
+right fact (the assistant's reply after the user's message), fills subject/predicate/object
+with words that are no relation at all ("eating_half_a_sock" → "two-year-old beagle"), and
+writes episode summaries copied from the prompt's example. Each of these is cheap to catch.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from personagraph.memory.models import Event
+
+from .grounding import check_grounding
+from .schema import CandidateFact, GroundingResult
+
+MAX_PREDICATE_WORDS = 3
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[^\w]+", " ", text.lower()).strip()
+
+
+def best_source(candidate: CandidateFact, batch: Sequence[Event]) -> tuple[CandidateFact, GroundingResult]:
+    """The candidate against its named sources; if they do not support it, against each other
+    non-assistant message of the batch (a misnumbered source), keeping the best support."""
+    named = [e for e in batch if e.id in candidate.sources]
+    verdict = check_grounding(candidate, named)
+    if verdict.supported or candidate.origin != "llm":
+        return candidate, verdict
+    best: tuple[CandidateFact, GroundingResult] = (candidate, verdict)
+    for event in batch:
+        if event.role == "assistant" or event.id in candidate.sources:
+            continue
+        moved = candidate.model_copy(update={"sources": [event.id]})
+        other = check_grounding(moved, [event])
+        if other.supported and other.score > best[1].score:
+            best = (moved, other)
+    return best
+
+
+def plausible_triple(candidate: CandidateFact, sources: Sequence[Event]) -> bool:
+    """A triple is kept only if its ends are in the sources (or the subject is the speaker)
+    and its predicate is a short relation name."""
+    if not (candidate.subject and candidate.predicate and candidate.object):
+        return False
+    said = " ".join(_norm(e.text) for e in sources)
+    speakers = {_norm(e.speaker) for e in sources}
+    subject, obj = _norm(candidate.subject), _norm(candidate.object)
+    predicate_words = [w for w in re.split(r"[\s_]+", candidate.predicate.strip()) if w]
+    return (
+        bool(subject) and bool(obj) and subject != obj
+        and (subject in speakers or f" {subject} " in f" {said} ")
+        and f" {obj} " in f" {said} "
+        and 0 < len(predicate_words) <= MAX_PREDICATE_WORDS
+    )
+
+
+def without_bad_triple(candidate: CandidateFact, sources: Sequence[Event]) -> CandidateFact:
+    """Model facts keep their text but lose a triple the sources do not bear out."""
+    if candidate.origin != "llm" or candidate.predicate is None or plausible_triple(candidate, sources):
+        return candidate
+    return candidate.model_copy(update={"subject": None, "predicate": None, "object": None})
+
+
+def grounded_summary(summary: str, batch: Sequence[Event], example_summary: str) -> str:
+    """The model's episode summary if the batch's words support it, else nothing."""
+    if not summary or _norm(summary) == _norm(example_summary):
+        return ""
+    probe = CandidateFact(text=summary[:500], sources=[e.id for e in batch], origin="llm")
+    return summary if check_grounding(probe, [e for e in batch if e.role != "assistant"] or batch).supported else ""
