@@ -444,8 +444,9 @@ def _reflect_demo(memory: Memory, scope: Scope, model: str) -> None:
 
 
 def _fact_line(fact: Fact) -> str:
-    """'Sam —lives_in→ Leeds  superseded on 2025-03-20': the triple and when it held (markup)."""
-    line = escape(f"{fact.subject} —{fact.predicate}→ {fact.object}")
+    """'Sam —lives_in→ Leeds  superseded on 2025-03-20': the triple (else the text) and when it held (markup)."""
+    triple = f"{fact.subject} —{fact.predicate}→ {fact.object}" if fact.predicate else f'"{_short(fact.text, 80)}"'
+    line = escape(triple)
     if fact.status != "active":
         return f"{line}  [dim]{fact.status} on {fact.valid_to:%Y-%m-%d}[/]"
     return f"{line}  [dim]since {fact.valid_from:%Y-%m-%d}[/]" if fact.valid_from else line

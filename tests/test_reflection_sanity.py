@@ -31,6 +31,17 @@ def test_a_fact_no_message_supports_stays_rejected() -> None:
     assert not verdict.supported and fixed.sources == [BATCH[2].id]
 
 
+def test_the_assistant_words_never_ground_a_model_fact() -> None:
+    _, verdict = best_source(model_fact("Sam should call the vet", source=1), BATCH)
+    assert not verdict.supported
+
+
+def test_looping_text_is_rejected() -> None:
+    _, verdict = best_source(model_fact("Biscuit ate half a sock, ate half a sock, ate half a sock", source=0), BATCH)
+    assert not verdict.supported and "repeats" in verdict.reason
+    assert grounded_summary("Biscuit ate a sock. Biscuit ate a sock. Biscuit ate a sock.", BATCH, EXAMPLE_SUMMARY) == ""
+
+
 def test_rule_based_facts_are_never_moved() -> None:
     explicit = CandidateFact(text="Biscuit ate half a sock", sources=[BATCH[2].id], origin="explicit")
     fixed, verdict = best_source(explicit, BATCH)

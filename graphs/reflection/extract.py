@@ -7,7 +7,9 @@ Messages are numbered 1..n and the model names a number, never an event id it co
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
@@ -64,6 +66,19 @@ EXAMPLE_SUMMARY = _EXAMPLE_OUT.summary
 
 def render_batch(events: Sequence[Event]) -> str:
     return "\n".join(f"[{i}] {e.speaker} ({e.time:%d %B %Y}): {e.text}" for i, e in enumerate(events, 1))
+
+
+def extraction_schema(events: Sequence[Event]) -> dict:
+    """The `Extraction` schema narrowed to this batch: a fact may only name a message a user
+    (not the assistant) said, and its text must start with that batch's speaker names. On the
+    local model this stopped the prompt's example person ("Dana") turning up in facts."""
+    schema = copy.deepcopy(Extraction.model_json_schema())
+    fact = schema["$defs"]["ExtractedFact"]["properties"]
+    said = [i for i, e in enumerate(events, 1) if e.role != "assistant"] or list(range(1, len(events) + 1))
+    fact["message"] = {"type": "integer", "enum": said, "description": fact["message"].get("description", "")}
+    names = sorted({events[i - 1].speaker for i in said}, key=len, reverse=True)
+    fact["text"]["pattern"] = "^(" + "|".join(re.escape(n) for n in names) + r")('s)? \S.*$"
+    return schema
 
 
 def extraction_messages(events: Sequence[Event]) -> list[BaseMessage]:

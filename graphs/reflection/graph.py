@@ -42,6 +42,7 @@ from .extract import (
     Extraction,
     ExtractionError,
     extraction_messages,
+    extraction_schema,
     retry_messages,
     to_candidates,
 )
@@ -159,7 +160,7 @@ class ReflectionNodes:
         prompt = state.get("prompt") or extraction_messages(state["events"])
         if state.get("error"):
             prompt = retry_messages(prompt, state.get("raw", ""), state["error"])  # type: ignore[arg-type]
-        structured = self.model.with_structured_output(Extraction, include_raw=True)  # type: ignore[union-attr]
+        structured = self.model.with_structured_output(extraction_schema(state["events"]), include_raw=True)  # type: ignore[union-attr]
         try:
             out = structured.invoke(prompt)
             raw, parsed, error = _text(out["raw"]), out["parsed"], out["parsing_error"]
@@ -170,7 +171,7 @@ class ReflectionNodes:
         return {
             "prompt": prompt, "raw": raw, "attempts": state.get("attempts", 0) + 1,
             "llm_calls": state.get("llm_calls", 0) + 1,
-            "parsed": parsed.model_dump() if isinstance(parsed, Extraction) else None,
+            "parsed": parsed if isinstance(parsed, dict) else None,
             "error": f"{type(error).__name__}: {error}" if error else None,
         }
 

@@ -3,7 +3,8 @@
 Measured on SmolLM2-135M over the shipped sample: it names the wrong message number for a
 right fact (the assistant's reply after the user's message), fills subject/predicate/object
 with words that are no relation at all ("eating_half_a_sock" → "two-year-old beagle"), and
-writes episode summaries copied from the prompt's example. Each of these is cheap to catch.
+writes episode summaries copied from the prompt's example, and loops on a phrase. Each of
+these is cheap to catch.
 """
 
 from __future__ import annotations
@@ -25,10 +26,15 @@ def _norm(text: str) -> str:
 
 def best_source(candidate: CandidateFact, batch: Sequence[Event]) -> tuple[CandidateFact, GroundingResult]:
     """The candidate against its named sources; if they do not support it, against each other
-    non-assistant message of the batch (a misnumbered source), keeping the best support."""
-    named = [e for e in batch if e.id in candidate.sources]
+    non-assistant message of the batch (a misnumbered source), keeping the best support. A
+    model's fact never rests on the assistant's words: those are not what the user said."""
+    if candidate.origin != "llm":
+        return candidate, check_grounding(candidate, [e for e in batch if e.id in candidate.sources])
+    if repetitive(candidate.text):
+        return candidate, GroundingResult(supported=False, score=0.0, reason="the text repeats itself")
+    named = [e for e in batch if e.id in candidate.sources and e.role != "assistant"]
     verdict = check_grounding(candidate, named)
-    if verdict.supported or candidate.origin != "llm":
+    if verdict.supported:
         return candidate, verdict
     best: tuple[CandidateFact, GroundingResult] = (candidate, verdict)
     for event in batch:
@@ -39,6 +45,13 @@ def best_source(candidate: CandidateFact, batch: Sequence[Event]) -> tuple[Candi
         if other.supported and other.score > best[1].score:
             best = (moved, other)
     return best
+
+
+def repetitive(text: str, n: int = 4) -> bool:
+    """A small model stuck in a loop repeats a phrase ("a great person, a great person")."""
+    words = _norm(text).split()
+    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    return len(grams) != len(set(grams))
 
 
 def plausible_triple(candidate: CandidateFact, sources: Sequence[Event]) -> bool:
@@ -67,7 +80,7 @@ def without_bad_triple(candidate: CandidateFact, sources: Sequence[Event]) -> Ca
 
 def grounded_summary(summary: str, batch: Sequence[Event], example_summary: str) -> str:
     """The model's episode summary if the batch's words support it, else nothing."""
-    if not summary or _norm(summary) == _norm(example_summary):
+    if not summary or _norm(summary) == _norm(example_summary) or repetitive(summary):
         return ""
     probe = CandidateFact(text=summary[:500], sources=[e.id for e in batch], origin="llm")
     return summary if check_grounding(probe, [e for e in batch if e.role != "assistant"] or batch).supported else ""
