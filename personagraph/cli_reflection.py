@@ -3,6 +3,7 @@ show what that memory now holds (facts with validity and sources, entities, rela
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Annotated
 
@@ -86,8 +87,9 @@ def _when(value: object) -> str:
 
 def _facts_table(memory: Memory, scope: Scope) -> Table:
     table = Table(title="facts", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title_justify="left")
-    for name in ("fact", "kind", "subject —predicate→ object", "status", "valid", "sources", "id"):
+    for name in ("fact", "kind", "subject —predicate→ object", "status", "valid", "sources"):
         table.add_column(name, overflow="fold")
+    table.add_column("id", no_wrap=True)
     for fact in sorted(memory.facts(scope, status=None), key=lambda f: (f.status != "active", f.valid_from or f.created_at)):
         triple = f"{fact.subject} —{fact.predicate}→ {fact.object}" if fact.predicate else ""
         style = "" if fact.status == "active" else "dim"
@@ -118,15 +120,29 @@ def _graph_tables(memory: Memory, scope: Scope) -> tuple[Table, Table]:
     return entities, relations
 
 
+def _inspection(memory: Memory, scope: Scope) -> dict:
+    """What `inspect --json` prints: the records behind the tables, as JSON-ready data."""
+    return {
+        "scope": scope.model_dump(),
+        **{f"{kind}s": [r.model_dump(mode="json") for r in memory.records.list(scope, kind)] for kind in ("fact", "entity", "relation")},
+        "reflections": [r.model_dump(mode="json") for r in memory.reflections(scope)],
+        "messages_due": len(memory.unreflected_events(scope)),
+    }
+
+
 @app.command()
 def inspect(
     ctx: typer.Context,
     user: Annotated[str, typer.Argument(help="Whose memory to show.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (facts, entities, relations, reflection runs) instead of tables.")] = False,
 ) -> None:
     """Show a user's facts (with validity and sources), entities, relations and reflection runs."""
     settings = _state(ctx).settings
     scope = _scope(settings, user)
     with _memory(settings) as memory:
+        if as_json:
+            typer.echo(json.dumps(_inspection(memory, scope), indent=2, ensure_ascii=False))
+            return
         console.print(_facts_table(memory, scope))
         for table in _graph_tables(memory, scope):
             console.print()

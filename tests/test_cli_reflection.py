@@ -6,6 +6,7 @@ run through the same commands is in test_reflection_local.py (slow).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -33,16 +34,20 @@ def test_reflect_then_inspect_shows_what_reflection_wrote(data_dir: Path, embedd
     assert "2 batches (2 done)" in out and "llm calls 0" in out
 
     shown = _ok(data_dir, "inspect", "bob").stdout
+    listed = json.loads(_ok(data_dir, "inspect", "bob", "--json").stdout)
     memory = open_memory(Settings(data_dir=data_dir), embedder=embedder)
     try:
-        facts = memory.facts(Scope(user_id="bob"))
+        scope = Scope(user_id="bob")
+        facts = memory.facts(scope, status=None)
+        relations = memory.records.list(scope, "relation")
     finally:
         memory.close()
     assert facts, "the deterministic extractor found nothing in Bob's chat"
-    for fact in facts:
-        assert fact.id in shown.replace("\n", "").replace(" ", "")  # ids may wrap inside a cell
+    assert {f["id"] for f in listed["facts"]} == {f.id for f in facts}
+    assert {r["id"] for r in listed["relations"]} == {r.id for r in relations}
+    assert [r["status"] for r in listed["reflections"]] == ["done", "done"] and listed["messages_due"] == 0
     assert "reflection runs: 2 done; messages still due: 0" in shown
-    assert "tea" in shown  # "I prefer tea over coffee"
+    assert "tea" in shown and all(f.id in shown for f in facts)  # "I prefer tea over coffee"
 
 
 def test_reflect_twice_has_nothing_left_to_do(data_dir: Path) -> None:
