@@ -327,3 +327,17 @@ def test_executor_debounces_per_thread_and_replays_create_nothing(memory: Memory
         assert everything(memory, alice) == before and model.calls == 1
     finally:
         executor.shutdown()
+
+
+async def test_async_callers_never_block_the_event_loop(memory: Memory, alice: Scope) -> None:
+    model = ScriptedChatModel(script=[extraction({"message": 1, "text": "Alice plays the cello in an orchestra", "kind": "attribute"})])
+    executor = ReflectionExecutor(memory, build_reflection_graph(memory, model))
+    try:
+        await executor.asubmit(alice, "t1", [{"speaker": "Alice", "text": "I play the cello in an orchestra.", "time": T0}])
+        assert await executor.aflush(timeout=30)
+        assert any("cello" in f.text for f in memory.facts(alice)) and model.calls == 1
+        more = memory.add_events(alice, said("I'm vegetarian.", start=T0 + timedelta(days=1)))
+        state = await build_reflection_graph(memory, None).ainvoke({"user_id": "alice", "thread_id": "t1", "event_ids": [more[0].id]})
+        assert state["report"]["status"] == "done"
+    finally:
+        executor.shutdown()
