@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from personagraph.graphs.reflection.extract import EXAMPLE_SUMMARY
-from personagraph.graphs.reflection.sanity import best_source, grounded_summary, plausible_triple, without_bad_triple
-from personagraph.graphs.reflection.schema import CandidateFact
+from personagraph.graphs.reflection.sanity import best_source, grounded_summary, named_in, plausible_triple, without_bad_triple
+from personagraph.graphs.reflection.schema import CandidateEntity, CandidateFact
 from personagraph.memory import Event
 
 T0 = datetime(2025, 3, 4, 9, tzinfo=UTC)
@@ -65,3 +65,9 @@ def test_summaries_copied_from_the_example_or_unsupported_are_dropped() -> None:
     assert grounded_summary("Santra is a beautiful place in Lisbon.", BATCH, EXAMPLE_SUMMARY) == ""
     kept = "Sam's beagle Biscuit ate half a sock; Sam asked for a film for Friday night."
     assert grounded_summary(kept, BATCH, EXAMPLE_SUMMARY) == kept
+
+
+def test_entities_the_messages_never_name_are_dropped() -> None:
+    entities = [CandidateEntity(name="Biscuit", entity_type="pet"), CandidateEntity(name="Dana", entity_type="person"),
+                CandidateEntity(name="the dog", aliases=["beagle"])]
+    assert [e.name for e in named_in(entities, BATCH)] == ["Biscuit", "the dog"]

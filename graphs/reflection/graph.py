@@ -57,7 +57,7 @@ from .reconcile import (
     dedupe_batch,
     reconcile,
 )
-from .sanity import best_source, grounded_summary, without_bad_triple
+from .sanity import best_source, grounded_summary, named_in, without_bad_triple
 from .schema import CandidateEntity, CandidateFact, GateDecision
 
 Extractor = Callable[[Sequence[Event]], tuple[list[CandidateFact], list[CandidateEntity]]]
@@ -203,7 +203,7 @@ class ReflectionNodes:
                 accepted.append(kept.model_copy(update={"said_at": max(e.time for e in sources)}))
             else:
                 rejected.append({"text": candidate.text, "origin": candidate.origin, "reason": verdict.reason, "score": verdict.score})
-        return {"accepted": accepted, "rejected": rejected}
+        return {"accepted": accepted, "rejected": rejected, "entities": named_in(state.get("entities", []), state["events"])}
 
     def resolve(self, state: ReflectionState) -> dict[str, Any]:
         scope = _scope(state)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from personagraph.memory.models import Event
 
 from .grounding import check_grounding
-from .schema import CandidateFact, GroundingResult
+from .schema import CandidateEntity, CandidateFact, GroundingResult
 
 MAX_PREDICATE_WORDS = 3
 
@@ -76,6 +76,12 @@ def without_bad_triple(candidate: CandidateFact, sources: Sequence[Event]) -> Ca
     if candidate.origin != "llm" or candidate.predicate is None or plausible_triple(candidate, sources):
         return candidate
     return candidate.model_copy(update={"subject": None, "predicate": None, "object": None})
+
+
+def named_in(entities: Sequence[CandidateEntity], batch: Sequence[Event]) -> list[CandidateEntity]:
+    """Entities whose name (or an alias) the batch's messages actually say."""
+    said = " " + " ".join(_norm(" ".join([e.speaker, e.text, e.caption or ""])) for e in batch) + " "
+    return [e for e in entities if any(f" {_norm(n)} " in said for n in [e.name, *e.aliases] if _norm(n))]
 
 
 def grounded_summary(summary: str, batch: Sequence[Event], example_summary: str) -> str:
