@@ -5,7 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from personagraph.graphs.reflection.extract import EXAMPLE_SUMMARY
-from personagraph.graphs.reflection.sanity import best_source, grounded_summary, named_in, plausible_triple, without_bad_triple
+from personagraph.graphs.reflection.sanity import (
+    best_source,
+    grounded_summary,
+    named_in,
+    plausible_triple,
+    without_bad_triple,
+)
 from personagraph.graphs.reflection.schema import CandidateEntity, CandidateFact
 from personagraph.memory import Event
 
