@@ -48,6 +48,12 @@ def test_near_duplicate_with_the_same_object_is_a_noop_but_a_new_object_is_not()
     assert other is None or other.action != "noop"
 
 
+def test_a_near_duplicate_without_a_triple_is_a_noop() -> None:
+    old = fact("Melanie is a big fan of pottery", "Melanie", "likes", "pottery")
+    d = rule_decision(cand("Melanie is a big fan of pottery, the creative process is amazing."), [(old, 0.95)], CONFIG)
+    assert d is not None and d.action == "noop"
+
+
 def test_a_single_valued_predicate_with_a_new_object_supersedes() -> None:
     d = rule_decision(cand("Alice lives in Porto", "Alice", "lives_in", "Porto"), [(fact("Alice lives in Lisbon", "Alice", "lives_in", "Lisbon"), 0.8)], CONFIG)
     assert d is not None and (d.action, d.target_id) == ("supersede", "f1")

@@ -77,3 +77,16 @@ def test_entities_the_messages_never_name_are_dropped() -> None:
     entities = [CandidateEntity(name="Biscuit", entity_type="pet"), CandidateEntity(name="Dana", entity_type="person"),
                 CandidateEntity(name="the dog", aliases=["beagle"])]
     assert [e.name for e in named_in(entities, BATCH)] == ["Biscuit", "the dog"]
+
+
+def test_a_fact_about_one_speaker_cannot_rest_on_the_other_speakers_words() -> None:
+    chat = [
+        Event(speaker="Melanie", role="other", text="I love pottery, the creative process is amazing.", time=T0),
+        Event(speaker="Caroline", role="other", text="That sounds lovely! I went to a support group yesterday.", time=T0 + timedelta(minutes=1)),
+    ]
+    wrong = CandidateFact(text="Caroline is a big fan of pottery", subject="Caroline", sources=[chat[0].id], origin="llm")
+    fixed, verdict = best_source(wrong, chat)
+    assert not verdict.supported and "about Caroline but said by Melanie" in verdict.reason
+    right = CandidateFact(text="Melanie loves pottery", sources=[chat[1].id], origin="llm")  # misnumbered
+    fixed, verdict = best_source(right, chat)
+    assert verdict.supported and fixed.sources == [chat[0].id]

@@ -168,8 +168,12 @@ def gate_batch(events: Sequence[Event]) -> GateDecision:
         return GateDecision(memorable=False, reason="no user or other-speaker messages")
     memorable: list[str] = []
     kinds: set[str] = set()
+    # "Hey Tom!" is a greeting: the names of the people talking are not content by themselves.
+    names = {e.speaker for e in events if e.speaker.strip()}
+    addressee = re.compile(r"\b(?:" + "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) + r")\b", re.IGNORECASE)
     for event in speakers:
-        content, seen = _content_and_chit_chat(f"{event.text} {event.caption or ''}")  # a shared photo counts
+        text = addressee.sub(" ", f"{event.text} {event.caption or ''}")  # a shared photo counts
+        content, seen = _content_and_chit_chat(text)
         kinds |= seen
         if content:
             memorable.append(event.id)

@@ -57,7 +57,9 @@ _FRAMING = _words(  # words a writer adds around a fact without adding to it
     "user assistant speaker person mentioned mention mentions said says say stated states told tells shared "
     "shares share noted notes note expressed expresses express asked asks ask want wants wanted wish named "
     "called name currently recently now also plan plans planning planned intend intends intending going "
-    "trip someone somebody interest interested who"
+    "trip someone somebody interest interested who find finds found value values valued appreciates "
+    "appreciated consider considers considered considering show shows showed suggest suggests suggested "
+    "encourage encourages encouraged treasure treasures treasured supportive importance greatly deeply"
 )
 _POSITIVE = _words("love like enjoy adore fan favourite favorite prefer fond keen passionate stand appreciate")
 _NEGATIVE_WORDS = _words("hate dislike detest loathe despise avoid avoids")
@@ -248,17 +250,18 @@ def _verdict(supported: bool, score: float, reason: str) -> GroundingResult:
     return GroundingResult(supported=supported, score=round(min(max(score, 0.0), 1.0), 3), reason=reason)
 
 
-def check_grounding(fact: CandidateFact, sources: Sequence[Event]) -> GroundingResult:
+def check_grounding(fact: CandidateFact, sources: Sequence[Event], names: Sequence[str] = ()) -> GroundingResult:
     """Is `fact` supported by the words of `sources` (those of them it names)?
 
     The score is the share of its content words found in them, 0 when a polarity or subject
-    conflict rejects it.
+    conflict rejects it. `names` (the conversation's other speakers) are not content words:
+    "Melanie told Caroline about pottery" rests on pottery, not on the names.
     """
     sources = [e for e in sources if e.id in fact.sources] or list(sources)
     if not sources:
         return _verdict(False, 0.0, "no source messages")
     speakers = {e.speaker.lower() for e in sources}
-    subject_words = set(_tokens(fact.subject or "")) | {w for s in speakers for w in _tokens(s)}
+    subject_words = set(_tokens(fact.subject or "")) | {w for s in [*speakers, *names] for w in _tokens(s.lower())}
     subject_words -= set(_tokens(fact.object or ""))  # "Caroline's name is Caroline": the name is the content
     fact_text = f"{fact.text} {fact.object or ''}"
     wanted = set(_content(_tokens(fact_text), frozenset(subject_words)))

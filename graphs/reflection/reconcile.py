@@ -108,7 +108,8 @@ def rule_decision(candidate: CandidateFact, neighbours: Sequence[tuple[Fact, flo
     for fact, similarity in neighbours:
         if claim_key(fact) == key:
             return Decision(candidate=candidate, action="noop", target_id=fact.id, reason="same claim")
-        if similarity >= config.duplicate_similarity and _norm(fact.object) == _norm(candidate.object):
+        same_object = not (fact.object and candidate.object) or _norm(fact.object) == _norm(candidate.object)
+        if similarity >= config.duplicate_similarity and same_object:
             return Decision(candidate=candidate, action="noop", target_id=fact.id, reason=f"near-duplicate ({similarity:.2f})")
     for fact, _ in neighbours:
         if same_slot(candidate, fact) and _norm(fact.object) != _norm(candidate.object) \

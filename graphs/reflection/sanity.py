@@ -24,16 +24,33 @@ def _norm(text: str) -> str:
     return re.sub(r"[^\w]+", " ", text.lower()).strip()
 
 
+def support(candidate: CandidateFact, sources: Sequence[Event], speakers: Sequence[str]) -> GroundingResult:
+    """Grounding against `sources`, plus: a fact about one speaker of the conversation cannot
+    rest only on another speaker's words unless they name that speaker ("Caroline is a big fan
+    of pottery" from Melanie's "I love pottery" is Melanie's fact, not Caroline's)."""
+    verdict = check_grounding(candidate, sources, names=speakers)
+    subject = _norm(candidate.subject or candidate.text.split("'")[0].split(" ")[0])
+    by_name = {_norm(s): s for s in speakers}
+    if verdict.supported and subject in by_name and sources:
+        said_by_subject = any(_norm(e.speaker) == subject for e in sources)
+        named = any(f" {subject} " in f" {_norm(e.text)} " for e in sources)
+        if not (said_by_subject or named):
+            others = ", ".join(sorted({e.speaker for e in sources}))
+            return GroundingResult(supported=False, score=0.0, reason=f"about {by_name[subject]} but said by {others}")
+    return verdict
+
+
 def best_source(candidate: CandidateFact, batch: Sequence[Event]) -> tuple[CandidateFact, GroundingResult]:
     """The candidate against its named sources; if they do not support it, against each other
     non-assistant message of the batch (a misnumbered source), keeping the best support. A
     model's fact never rests on the assistant's words: those are not what the user said."""
+    speakers = sorted({e.speaker for e in batch if e.role != "assistant"})
     if candidate.origin != "llm":
-        return candidate, check_grounding(candidate, [e for e in batch if e.id in candidate.sources])
+        return candidate, check_grounding(candidate, [e for e in batch if e.id in candidate.sources], names=speakers)
     if repetitive(candidate.text):
         return candidate, GroundingResult(supported=False, score=0.0, reason="the text repeats itself")
     named = [e for e in batch if e.id in candidate.sources and e.role != "assistant"]
-    verdict = check_grounding(candidate, named)
+    verdict = support(candidate, named, speakers)
     if verdict.supported:
         return candidate, verdict
     best: tuple[CandidateFact, GroundingResult] = (candidate, verdict)
@@ -41,7 +58,7 @@ def best_source(candidate: CandidateFact, batch: Sequence[Event]) -> tuple[Candi
         if event.role == "assistant" or event.id in candidate.sources:
             continue
         moved = candidate.model_copy(update={"sources": [event.id]})
-        other = check_grounding(moved, [event])
+        other = support(moved, [event], speakers)
         if other.supported and other.score > best[1].score:
             best = (moved, other)
     return best
