@@ -34,6 +34,8 @@ bench: install
 	$(BIN)/python -m benchmarks.prefeval --data $(DATA)/prefeval --inter-turns 8 --out benchmarks/results/prefeval_8.json
 	$(BIN)/python -m benchmarks.madial --data $(DATA)/madial_bench --out benchmarks/results/madial_en.json
 	$(BIN)/python -m benchmarks.scale --data $(DATA)/msc_personas --memories 10000 100000 --users 100 --out benchmarks/results/scale.json
+	# the local model row takes ~15 min for one conversation's first 15 sessions on 2 CPU cores
+	$(BIN)/python -m benchmarks.reflection --data $(DATA)/locomo/locomo_dev.json --model local:smollm2 --model-samples 1 --model-sessions 15 --out benchmarks/results/reflection_locomo.json
 
 clean:
 	rm -rf $(VENV) .personagraph-demo
