@@ -12,6 +12,7 @@ explicit facts written, and its run is `failed`, so its events stay due for anot
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
@@ -109,7 +110,7 @@ def _text(message: Any) -> str:
     if isinstance(content, str) and content:
         return content
     calls = getattr(message, "tool_calls", None) or []
-    return str(calls[0]["args"]) if calls else str(content)
+    return json.dumps(calls[0]["args"], ensure_ascii=False) if calls else str(content)
 
 
 @dataclass
