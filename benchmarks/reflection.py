@@ -236,21 +236,21 @@ class RowRun:
     n_questions: int = 0
 
 
-def run_row(spec: RowSpec, embedder: MiniLMEmbedder, batch_size: int, hourly_budget: int) -> RowRun:
+def run_row(spec: RowSpec, embedder: MiniLMEmbedder, batch_size: int, hourly_budget: int, calls_per_batch: int) -> RowRun:
     with tempfile.TemporaryDirectory(prefix="pg-reflection-") as root:
         memory = fresh_memory(root, embedder)
         try:
-            return _run_row(memory, spec, batch_size, hourly_budget)
+            return _run_row(memory, spec, batch_size, hourly_budget, calls_per_batch)
         finally:
             memory.close()
 
 
-def _run_row(memory: Memory, spec: RowSpec, batch_size: int, hourly_budget: int) -> RowRun:
+def _run_row(memory: Memory, spec: RowSpec, batch_size: int, hourly_budget: int, calls_per_batch: int) -> RowRun:
     for conv in spec.conversations:
         for chunk in iter_batches(conv.sample.events, 256):
             memory.add_events(conv.scope, chunk)
     config = ReflectionConfig(use_model=spec.model is not None, model_name=spec.name)
-    budget = LLMBudget(per_user_per_hour=hourly_budget)
+    budget = LLMBudget(per_batch=calls_per_batch, per_user_per_hour=hourly_budget)
     recorder = _Recorder(build_reflection_graph(memory, spec.model, config=config, budget=budget, extractor=spec.extractor))
     run = RowRun(spec)
     total = sum(len(pending_batches(memory, c.scope, batch_size)) for c in spec.conversations)
@@ -475,6 +475,7 @@ def run(
     data: Path, rows: Sequence[str], out: Path | None, *, model: str | None = None, samples: int | None = None,
     sessions: int | None = None, model_samples: int | None = None, model_sessions: int | None = None,
     batch_size: int = 8, thresholds: Thresholds | None = None, hourly_budget: int = 1_000_000,
+    calls_per_batch: int = LLMBudget().per_batch,
     embedder: MiniLMEmbedder | None = None, chat_model: Any = None,
 ) -> dict[str, Any]:
     """Run the chosen rows ("explicit", "model", "oracle") and return (and write) the report."""
@@ -508,7 +509,7 @@ def run(
         "config": {
             "rows": [s.name for s in specs], "model": model, "batch_size": batch_size, "samples": samples,
             "sessions": sessions, "model_samples": model_samples or samples, "model_sessions": model_sessions or sessions,
-            "hourly_llm_budget": hourly_budget, "llm_calls_per_batch_budget": LLMBudget().per_batch,
+            "hourly_llm_budget": hourly_budget, "llm_calls_per_batch_budget": calls_per_batch,
             "thresholds": {"coverage": thresholds.coverage, "turn": thresholds.turn, "duplicate": thresholds.duplicate},
             "recall_k": RECALL_K, "search_k": SEARCH_K, "searches": {k: v or "all" for k, v in SEARCHES.items()},
             "definitions": {
@@ -525,7 +526,7 @@ def run(
     for spec in specs:
         console.print(f"[bold]{spec.name}[/]: {len(spec.conversations)} conversations, "
                       f"{sum(len(c.sample.events) for c in spec.conversations)} messages")
-        row_run = run_row(spec, embedder, batch_size, hourly_budget)
+        row_run = run_row(spec, embedder, batch_size, hourly_budget, calls_per_batch)
         report["rows"][spec.name] = score_row(row_run, embedder, thresholds)
     _print(report)
     write_json(out, report)
@@ -548,6 +549,8 @@ def main() -> None:
     parser.add_argument("--duplicate-threshold", type=float, default=DUPLICATE_THRESHOLD, help="duplicate cosine (default %(default)s)")
     parser.add_argument("--hourly-budget", type=int, default=1_000_000,
                         help="LLM calls per user per hour (default: effectively unlimited, so rate limits do not defer batches)")
+    parser.add_argument("--calls-per-batch", type=int, default=LLMBudget().per_batch,
+                        help="LLM calls a batch may make (default %(default)s: extraction plus one reconcile call)")
     args = parser.parse_args()
     if not console.is_terminal:  # logs and pipes: wide enough that the tables keep their numbers
         console.width = max(console.width, 200)
@@ -561,7 +564,8 @@ def main() -> None:
         console.print("no --model: running the explicit and oracle rows only")
     run(args.data, rows, args.out, model=args.model, samples=args.samples, sessions=args.sessions,
         model_samples=args.model_samples, model_sessions=args.model_sessions, batch_size=args.batch_size,
-        thresholds=Thresholds(args.threshold, args.turn_threshold, args.duplicate_threshold), hourly_budget=args.hourly_budget)
+        thresholds=Thresholds(args.threshold, args.turn_threshold, args.duplicate_threshold), hourly_budget=args.hourly_budget,
+        calls_per_batch=args.calls_per_batch)
 
 
 if __name__ == "__main__":
