@@ -203,7 +203,7 @@ def test_model_decisions_use_numbers_and_a_supersede_across_predicates_is_refuse
                     "subject": "Alice", "predicate": "enjoys", "object": "trail running"}),
         {"decisions": [{"candidate": 1, "action": "supersede", "target": 1}]},
     ])
-    report = run(build_reflection_graph(memory, model), alice, events)
+    report = run(build_reflection_graph(memory, model, config=ReflectionConfig(reconcile_with_model=True)), alice, events)
 
     assert model.calls == 2 and report["llm_calls"] == 2
     decide_prompt = model.prompts[1][-1].content
@@ -261,7 +261,7 @@ def test_budgets_cap_calls_per_batch_and_per_user_hour_and_defer_the_rest(memory
     budget = LLMBudget(per_batch=1, per_user_per_hour=2, clock=lambda: clock[0])
     memory.add_events(alice, said(*[f"I'm learning language number {i} this year." for i in range(6)]))
     model = ScriptedChatModel(script=[extraction() for _ in range(6)])
-    graph = build_reflection_graph(memory, model, budget=budget)
+    graph = build_reflection_graph(memory, model, budget=budget, config=ReflectionConfig(reconcile_with_model=True))
 
     reports = [r for _, r in iter_reflect(memory, graph, alice, batch_size=2)]
 

@@ -97,6 +97,9 @@ class ReflectionState(TypedDict, total=False):
 class ReflectionConfig:
     use_model: bool = True  # False: the deterministic extractor alone (zero-LLM mode)
     max_attempts: int = 2  # extraction tries per batch, the retries shown their error
+    # Ask the model about candidates close to a known fact (one more call). Off by default:
+    # measured on LoCoMo with SmolLM2, it ran in 9 of 49 batches and changed no outcome.
+    reconcile_with_model: bool = False
     reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
     model_name: str = ""
 
@@ -231,7 +234,8 @@ class ReflectionNodes:
                 return None
             return out["parsed"] if isinstance(out["parsed"], ModelDecisions) else None
 
-        decisions = reconcile(candidates, neighbours, decide if self.model_enabled else None, self.config.reconcile)
+        asks_model = self.model_enabled and self.config.reconcile_with_model
+        decisions = reconcile(candidates, neighbours, decide if asks_model else None, self.config.reconcile)
         return {"decisions": decisions, "llm_calls": calls}
 
     def write(self, state: ReflectionState) -> dict[str, Any]:
