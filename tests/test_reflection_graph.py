@@ -19,7 +19,7 @@ from personagraph.graphs.reflection import (
     build_reflection_graph,
 )
 from personagraph.graphs.reflection.runner import iter_reflect, pending_batches
-from personagraph.memory import Event, Fact, Memory, RecordNotFoundError, Scope
+from personagraph.memory import Event, Fact, InvalidRecordError, Memory, RecordNotFoundError, Scope
 from personagraph.memory.models import Entity
 from scripted_model import ScriptedChatModel
 
@@ -341,3 +341,22 @@ async def test_async_callers_never_block_the_event_loop(memory: Memory, alice: S
         assert state["report"]["status"] == "done"
     finally:
         executor.shutdown()
+
+
+def test_bad_submissions_raise_typed_errors_and_store_nothing(memory: Memory, alice: Scope) -> None:
+    executor = ReflectionExecutor(memory, build_reflection_graph(memory, None))
+    try:
+        with pytest.raises(InvalidRecordError):
+            executor.submit(alice, "t1", [{"speaker": "Alice", "text": "I live in Porto."}, {"speaker": "Alice", "text": ""}])
+        with pytest.raises(InvalidRecordError):
+            executor.submit(alice, "t1", [{"speaker": "Alice", "text": "hi", "thread_id": "t2"}])
+        assert memory.records.count(alice) == 0 and executor.pending() == 0
+    finally:
+        executor.shutdown()
+
+
+def test_another_users_event_ids_are_not_found(memory: Memory, alice: Scope, bob: Scope) -> None:
+    bobs = memory.add_events(bob, said("My PIN is 4321 and I live in Lisbon.", speaker="Bob"))
+    with pytest.raises(RecordNotFoundError):
+        build_reflection_graph(memory, None).invoke({"user_id": "alice", "thread_id": "t1", "event_ids": [bobs[0].id]})
+    assert memory.records.count(alice) == 0 and memory.facts(bob) == [] and memory.unreflected_events(bob) == bobs

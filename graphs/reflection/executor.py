@@ -18,6 +18,7 @@ from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 from personagraph.memory.api import Memory
+from personagraph.memory.errors import InvalidRecordError
 from personagraph.memory.models import Event
 from personagraph.memory.scope import Scope
 
@@ -53,10 +54,11 @@ class ReflectionExecutor:
         self, scope: Scope, thread_id: str, messages: Iterable[Event | dict[str, Any]] = (), after_seconds: float = 0.0,
     ) -> list[Event]:
         """Store the messages now; reflect the thread once it has been quiet `after_seconds`."""
-        given = [m if isinstance(m, Event) else Event.model_validate({"thread_id": thread_id, **m}) for m in messages]
-        if any(e.thread_id != thread_id for e in given):
-            raise ValueError("every submitted message must belong to the submitted thread")
-        stored = self.memory.add_events(scope, given) if given else []
+        given = [m if isinstance(m, Event) else {"thread_id": thread_id, **m} for m in messages]
+        threads = {m.thread_id if isinstance(m, Event) else m["thread_id"] for m in given}
+        if threads - {thread_id}:
+            raise InvalidRecordError(f"messages of threads {sorted(threads - {thread_id})} submitted to thread {thread_id!r}")
+        stored = self.memory.add_events(scope, given) if given else []  # validates: a bad message raises, nothing stored
         key = (scope.tenant, scope.user_id, thread_id)
         with self._cond:
             if self._stopped:

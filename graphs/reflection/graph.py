@@ -276,14 +276,12 @@ class ReflectionNodes:
     def _neighbours(self, scope: Scope, candidates: Sequence[CandidateFact]) -> list[list[tuple[Fact, float]]]:
         """Similar active facts, plus every active fact in the same subject/predicate slot."""
         similar = self.memory.similar_facts(scope, [c.text for c in candidates], k=self.config.reconcile.neighbours)
+        predicates = {c.predicate for c in candidates if c.predicate}
+        in_slot = {p: self.memory.records.list(scope, "fact", {"predicate": p, "status": "active"}) for p in predicates}
         out = []
         for candidate, hits in zip(candidates, similar, strict=True):
             seen = {f.id for f, _ in hits}
-            slot = []
-            if candidate.predicate:
-                for fact in self.memory.records.list(scope, "fact", {"predicate": candidate.predicate, "status": "active"}):
-                    if fact.id not in seen:
-                        slot.append((fact, 0.0))
+            slot = [(f, 0.0) for f in in_slot.get(candidate.predicate or "", []) if f.id not in seen]
             out.append([*hits, *slot])  # type: ignore[list-item]
         return out
 

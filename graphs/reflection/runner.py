@@ -8,6 +8,7 @@ from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 from personagraph.memory.api import Memory
+from personagraph.memory.errors import ConfigurationError
 from personagraph.memory.models import Event
 from personagraph.memory.scope import Scope
 
@@ -16,7 +17,7 @@ def pending_batches(memory: Memory, scope: Scope, batch_size: int, thread_id: st
     """Unreflected events cut into batches that never mix threads; batches in time order, so
     what was said first is reflected first."""
     if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
+        raise ConfigurationError("batch_size must be at least 1")
     events = sorted(memory.unreflected_events(scope, thread_id), key=lambda e: (e.thread_id, e.time, e.id))
     batches: list[list[Event]] = []
     for _, in_thread in groupby(events, key=lambda e: e.thread_id):
