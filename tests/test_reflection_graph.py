@@ -19,7 +19,14 @@ from personagraph.graphs.reflection import (
     build_reflection_graph,
 )
 from personagraph.graphs.reflection.runner import iter_reflect, pending_batches
-from personagraph.memory import Event, Fact, InvalidRecordError, Memory, RecordNotFoundError, Scope
+from personagraph.memory import (
+    Event,
+    Fact,
+    InvalidRecordError,
+    Memory,
+    RecordNotFoundError,
+    Scope,
+)
 from personagraph.memory.models import Entity
 from scripted_model import ScriptedChatModel
 
