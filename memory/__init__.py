@@ -10,14 +10,23 @@ from .errors import (
     PersonagraphError,
     RecordNotFoundError,
 )
-from .models import Entity, Episode, Event, Fact, Profile, ProfileValue, Relation
+from .models import (
+    AdapterRecord,
+    Entity,
+    Episode,
+    Event,
+    Fact,
+    Profile,
+    ProfileValue,
+    Relation,
+)
 from .records import RecordStore
 from .retrieval import RetrievalConfig
 from .scope import Scope
 from .search import RetrievedItem, SearchResult
 
 __all__ = [
-    "Bm25Encoder", "ConfigurationError", "Embedder", "Entity", "Episode", "Event", "Fact",
+    "AdapterRecord", "Bm25Encoder", "ConfigurationError", "Embedder", "Entity", "Episode", "Event", "Fact",
     "ForgetReceipt", "IngestFormatError", "InvalidRecordError", "InvalidScopeError", "Memory",
     "MiniLMEmbedder", "PersonagraphError", "Profile", "ProfileValue", "RecordNotFoundError",
     "RecordStore", "Relation", "RetrievalConfig", "RetrievedItem", "Scope", "SearchResult",

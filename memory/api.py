@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
+from .artifacts import remove_weights, weights_left
 from .cascade import plan_event_cascade
 from .changes import ChangeSet
 from .embedding import Bm25Encoder, Embedder
@@ -27,6 +28,7 @@ from .index.base import OPEN_END, OPEN_START, IndexPoint, IndexQuery, VectorInde
 from .models import (
     INDEXED_KINDS,
     RECORD_KINDS,
+    AdapterRecord,
     Entity,
     Episode,
     Event,
@@ -392,6 +394,32 @@ class Memory:
         covered = {eid for run in self.reflections(scope) if run.reflected for eid in run.sources}
         return [e for e in self.events(scope, thread_id) if e.id not in covered]
 
+    # ================================================================== adapters
+    def adapters(self, scope: Scope, adapter_kind: str | None = None, status: str | None = None) -> list[AdapterRecord]:
+        """The user's adapter records, newest first."""
+        found = self.records.list(_check_scope(scope), "adapter")
+        chosen = [
+            a for a in found
+            if (adapter_kind is None or a.adapter_kind == adapter_kind) and (status is None or a.status == status)  # type: ignore[attr-defined]
+        ]
+        return sorted(chosen, key=lambda a: (a.created_at, a.id), reverse=True)  # type: ignore[return-value]
+
+    def register_adapter(self, scope: Scope, adapter: AdapterRecord | dict[str, Any]) -> AdapterRecord:
+        """Record a trained adapter (registered or rejected); its events must be this user's."""
+        record = _coerce(AdapterRecord, adapter)
+        found = self.records.get_many(_check_scope(scope), "event", record.sources)
+        if missing := sorted(set(record.sources) - set(found)):
+            raise RecordNotFoundError(f"adapter sources are not events of this scope: {missing[:5]}")
+        self._write(scope, put=[record])
+        return record
+
+    def delete_adapter(self, scope: Scope, adapter_id: str) -> AdapterRecord:
+        """Delete one adapter: its record and its weights on disk."""
+        record = self._require(scope, "adapter", adapter_id)
+        self._write(scope, delete=[("adapter", adapter_id)])
+        remove_weights([record])
+        return record  # type: ignore[return-value]
+
     def graph(self, scope: Scope) -> ScopeGraph:
         return self.graphs.get(_check_scope(scope))
 
@@ -441,7 +469,9 @@ class Memory:
             {event_id}, self.facts(scope, status=None), self.records.list(scope, "relation"),
             self.records.list(scope, "entity"), self.records.list(scope, "episode"),
             self.records.list(scope, "reflection"),  # type: ignore[arg-type]
+            self.adapters(scope),
         )
+        doomed_adapters = [a for a in self.adapters(scope) if ("adapter", a.id) in plan.delete]
         with self._lock:
             # The next turn's BM25 text quotes this one: re-index it once this one is gone.
             timeline = self.timelines.get(scope)
@@ -449,6 +479,7 @@ class Memory:
             timeline.remove([event_id])
             refresh = list(self.records.get_many(scope, "event", [following] if following else []).values())
             self._write(scope, put=[*plan.update, *refresh], delete=plan.delete)
+        remove_weights(doomed_adapters)
         deleted: dict[str, int] = {}
         for kind, _ in plan.delete:
             deleted[kind] = deleted.get(kind, 0) + 1
@@ -459,8 +490,10 @@ class Memory:
             "index": sum(tuple(k) in index_keys for k in gone_indexed),
             "sources": sum(
                 event_id in rec.sources  # type: ignore[attr-defined]
-                for kind in ("fact", "relation", "entity", "episode", "reflection") for rec in self.records.list(scope, kind)
+                for kind in ("fact", "relation", "entity", "episode", "reflection", "adapter")
+                for rec in self.records.list(scope, kind)
             ),
+            "adapter_weights": weights_left(doomed_adapters),
         }
         return ForgetReceipt(
             scope=scope, target=f"event:{event_id}", records_deleted=deleted, records_updated=len(plan.update),
@@ -488,6 +521,7 @@ class Memory:
         finally:
             self.graphs.drop(scope)
             self.timelines.drop(scope)
+        remove_weights(all_records["adapter"])
         self.records.compact()
         residue = {
             "records": self.records.count(scope),
@@ -495,6 +529,7 @@ class Memory:
             "graph": int(self.graphs.loaded(scope)),
             "timeline": int(self.timelines.loaded(scope)),
             "journal": sum(1 for j in self.records.journal() if (j["tenant"], j["user_id"]) == (scope.tenant, scope.user_id)),
+            "adapter_weights": weights_left(all_records["adapter"]),
         }
         return ForgetReceipt(
             scope=scope, target="user", records_deleted={k: len(v) for k, v in all_records.items()},

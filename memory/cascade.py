@@ -11,7 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .models import Entity, Episode, Fact, Record, RecordKind, ReflectionRun, Relation
+from .models import (
+    AdapterRecord,
+    Entity,
+    Episode,
+    Fact,
+    Record,
+    RecordKind,
+    ReflectionRun,
+    Relation,
+)
 
 
 @dataclass
@@ -40,8 +49,11 @@ def plan_event_cascade(
     entities: list[Entity],
     episodes: list[Episode],
     reflections: Sequence[ReflectionRun] = (),
+    adapters: Sequence[AdapterRecord] = (),
 ) -> CascadePlan:
     plan = CascadePlan(delete=[("event", eid) for eid in sorted(event_ids)])
+    # A model cannot unlearn one message: an adapter trained on a forgotten event goes whole.
+    plan.delete.extend(("adapter", a.id) for a in adapters if event_ids.intersection(a.sources))
     deleted_facts = {f.id for f in facts if _trim(f, event_ids, plan)}
     for record in [*episodes, *reflections]:
         _trim(record, event_ids, plan)

@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-RecordKind = Literal["event", "episode", "fact", "entity", "relation", "reflection"]
-RECORD_KINDS: tuple[RecordKind, ...] = ("event", "episode", "fact", "entity", "relation", "reflection")
+RecordKind = Literal["event", "episode", "fact", "entity", "relation", "reflection", "adapter"]
+RECORD_KINDS: tuple[RecordKind, ...] = ("event", "episode", "fact", "entity", "relation", "reflection", "adapter")
 INDEXED_KINDS: tuple[RecordKind, ...] = ("event", "episode", "fact")  # the kinds search returns
 FactKind = Literal[
     "preference", "attribute", "relationship", "plan", "event", "instruction", "other"
@@ -217,10 +217,51 @@ class ReflectionRun(Record):
         return self.status in ("done", "skipped")
 
 
-AnyRecord = Event | Episode | Fact | Entity | Relation | ReflectionRun
+AdapterKind = Literal["lora", "prompt"]
+AdapterStatus = Literal["registered", "rejected"]
+
+
+class AdapterRecord(Record):
+    """One trained per-user adapter: where its weights are and how it was made and measured.
+
+    `sources` are the events it was trained or evaluated on: a model cannot unlearn one
+    message, so forgetting any of them deletes the adapter (record and weights). A `rejected`
+    adapter did not beat the base model on held-out messages; its record stays (so the
+    planner and the CLI can say why there is none) but it has no weights.
+    """
+
+    kind: Literal["adapter"] = "adapter"
+    id: RecordId = ""  # type: ignore[assignment]  # filled from kind and data hash when empty
+    adapter_kind: AdapterKind
+    status: AdapterStatus
+    base_model: Annotated[str, Field(min_length=1, max_length=200)]
+    data_hash: Annotated[str, Field(min_length=8, max_length=128)]
+    example_count: Annotated[int, Field(ge=0)]
+    heldout_count: Annotated[int, Field(ge=0)]
+    metrics: dict[str, float] = Field(default_factory=dict)
+    path: Annotated[str, Field(max_length=4_000)] | None = None
+    sources: list[RecordId] = Field(default_factory=list)
+    trained_through: Timestamp | None = None
+    reason: Annotated[str, Field(max_length=2_000)] = ""
+
+    @model_validator(mode="after")
+    def _fill_id(self) -> AdapterRecord:
+        if not self.id:
+            self.__dict__["id"] = stable_id("adp", self.adapter_kind, self.base_model, self.data_hash)
+        if self.status == "registered" and not self.path:
+            raise ValueError("a registered adapter needs the path of its weights")
+        return self
+
+    @property
+    def gain(self) -> float:
+        """Relative drop in held-out perplexity against the base (0.2 = 20% lower)."""
+        return self.metrics.get("gain", 0.0)
+
+
+AnyRecord = Event | Episode | Fact | Entity | Relation | ReflectionRun | AdapterRecord
 RECORD_TYPES: dict[str, type[Record]] = {
     "event": Event, "episode": Episode, "fact": Fact, "entity": Entity, "relation": Relation,
-    "reflection": ReflectionRun,
+    "reflection": ReflectionRun, "adapter": AdapterRecord,
 }
 
 

@@ -433,7 +433,7 @@ def test_forgetting_an_event_deletes_what_rests_on_it_alone(memory: Memory, alic
     assert receipt.records_updated == 4
     assert receipt.index_points_deleted == 2
     assert (receipt.graph_nodes_deleted, receipt.graph_edges_deleted) == (1, 1)
-    assert receipt.residue == {"records": 0, "index": 0, "sources": 0}
+    assert receipt.residue == {"records": 0, "index": 0, "sources": 0, "adapter_weights": 0}
     assert receipt.complete
     assert memory.records.journal() == []
 
@@ -508,7 +508,7 @@ def test_forget_user_leaves_nothing_and_proves_it(memory: Memory, alice: Scope, 
     receipt = memory.forget_user(alice)
 
     assert receipt.target == "user" and receipt.complete
-    assert receipt.records_deleted == {"event": 5, "episode": 1, "fact": 1, "entity": 2, "relation": 1, "reflection": 0}
+    assert receipt.records_deleted == {"event": 5, "episode": 1, "fact": 1, "entity": 2, "relation": 1, "reflection": 0, "adapter": 0}
     assert (receipt.index_points_deleted, receipt.graph_nodes_deleted, receipt.graph_edges_deleted) == (7, 2, 1)
     assert set(receipt.residue) >= {"records", "index", "graph", "journal"}
     assert not any(receipt.residue.values())
@@ -789,7 +789,7 @@ def test_export_holds_every_kind_and_the_profile_and_round_trips_json(memory: Me
     exported_ids = {kind: {r["id"] for r in recs} for kind, recs in exported["records"].items()}
     assert exported_ids == {
         "event": {e.id for e in events}, "episode": {episode.id}, "fact": {home.id},
-        "entity": {entity_key("Alice"), entity_key("Lisbon")}, "relation": {f"rel_{home.id}"}, "reflection": set(),
+        "entity": {entity_key("Alice"), entity_key("Lisbon")}, "relation": {f"rel_{home.id}"}, "reflection": set(), "adapter": set(),
     }
     assert exported["profile"]["location"] == {"value": "Lisbon", "fact_ids": [home.id]}
     text = json.dumps(exported)

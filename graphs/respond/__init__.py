@@ -1,0 +1,1 @@
+"""The respond graph: plan, retrieve, generate, record, hand to reflection."""
