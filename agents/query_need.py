@@ -20,6 +20,8 @@ _STYLE = re.compile(
     r"|^\s*(write|draft|compose)\b",
     re.IGNORECASE,
 )
+# "How do I boil an egg?" is a how-to; "How do I usually take my coffee?" is a memory.
+_HOW_TO = re.compile(r"^\s*how (do|can|should|would) i\b(?!.*\b(my|usually|normally|like|prefer)\b)", re.IGNORECASE)
 _RECALL = re.compile(
     r"\b(what|where|when|who|which|how many|how long|how old|do|did|have|had|am|was|were|is|are)\b[^?.!]*\b(i|my|me|mine)\b"
     r"|\b(remember|remind me|recall|forgot|did i (tell|say|mention))\b"
@@ -33,6 +35,6 @@ def classify_query(query: str) -> tuple[QueryNeed, str]:
     """The need of one request and the rule that decided it."""
     if _STYLE.search(query):
         return "style", "asks for text written for or as the user"
-    if _RECALL.search(query):
+    if _RECALL.search(query) and not _HOW_TO.search(query):
         return "recall", "asks about the user's own facts, preferences or past"
     return "general", "asks nothing about the user"

@@ -106,3 +106,11 @@ def test_llm_policy_failure_falls_back_to_rules() -> None:
     model = _StructuredFake(messages=iter([AIMessage(content="not json")]))
     plan = LLMPolicy(model).plan(features("Where do I live?"))
     assert plan.policy == "rules" and any("LLM policy failed" in r for r in plan.reasons)
+
+
+@pytest.mark.parametrize(("query", "need"), [
+    ("How do I boil an egg?", "general"),
+    ("How do I usually take my coffee?", "recall"),
+])
+def test_how_to_is_not_recall(query: str, need: str) -> None:
+    assert classify_query(query)[0] == need
