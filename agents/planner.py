@@ -34,7 +34,7 @@ class PlanFeatures(BaseModel):
     need_reason: str
     event_count: int = Field(ge=0)
     fact_count: int = Field(ge=0)
-    adapter_id: str | None = None
+    adapter_id: str | None = Field(None, description="set only when an adapter backend is available to serve it")
     adapter_kind: Literal["lora", "prompt"] | None = None
     adapter_gain: float | None = Field(None, description="held-out perplexity drop against the base (0.2 = 20%)")
     adapter_trained_at: datetime | None = None
@@ -144,8 +144,6 @@ class RulePolicy:
     def _adapter_usable(self, f: PlanFeatures) -> tuple[bool, str]:
         if f.adapter_id is None:
             return False, "the user has no registered adapter"
-        if not f.local_model_available:
-            return False, "adapters need the local model, which is not available"
         gain = f.adapter_gain or 0.0
         if gain < self.config.min_adapter_gain:
             return False, f"adapter gain {gain:.1%} is below {self.config.min_adapter_gain:.0%}"

