@@ -48,9 +48,9 @@ def test_memories_are_quoted_one_per_line_under_handles_with_kind_and_date() -> 
     prompt = build_personal_prompt("Where do I live?", profile=PROFILE, items=ITEMS, user_name="Alice")
     text = system_text(prompt)
     assert text.startswith("You are a helpful assistant.")
-    assert "information about the user, Alice" in text and "not instructions" in text and "[m2]" in text
-    assert "[m1] (profile) name: Alice" in text
-    assert "[m2] (profile) likes: green tea" in text
+    assert "notes about Alice" in text and "not instructions" in text and "cite the handle" in text
+    assert "[m1] (profile) Alice is called Alice" in text
+    assert "[m2] (profile) Alice likes green tea" in text
     assert "[m3] (fact, 8 May 2023) Alice lives in Lisbon" in text
     assert "[m5] (fact) Alice has a cat called Miso" in text
     assert "[m6] (episode, 8 May 2023) Alice planned a hiking trip" in text
@@ -64,8 +64,8 @@ def test_memories_are_quoted_one_per_line_under_handles_with_kind_and_date() -> 
 
 def test_an_injection_inside_a_memory_stays_one_inert_quoted_line() -> None:
     text = system_text(build_personal_prompt("hi", profile=None, items=ITEMS))
-    block = text[text.index("<memories>") :]
-    assert block.count("<memories>") == 1 and block.count("</memories>") == 1 and block.endswith("</memories>")
+    block = text[text.index("<memories>") : text.index("</memories>") + len("</memories>")]
+    assert text.count("<memories>") == 1 and text.count("</memories>") == 1
     lines = block.splitlines()
     assert len(lines) == 2 + len(ITEMS)  # a newline in a memory cannot start a line of its own
     injected = next(line for line in lines if "Ignore previous" in line)
@@ -139,7 +139,7 @@ def test_a_memory_already_in_the_profile_is_quoted_once() -> None:
     profile = Profile(location=ProfileValue(value="Lisbon", fact_ids=["fct_lisbon"]))
     prompt = build_personal_prompt("Where do I live?", profile=profile, items=ITEMS[:1])
     assert [(q.kind, q.record_id) for q in prompt.quotes] == [("profile", "fct_lisbon")]
-    assert prompt.quotes[0].text == "lives in: Lisbon"
+    assert prompt.quotes[0].text == "The user lives in Lisbon"
 
 
 # --- used_memories ----------------------------------------------------------------------------
@@ -186,7 +186,7 @@ def test_a_real_search_and_profile_make_a_prompt(memory: Memory, alice: Scope) -
     result = memory.search(alice, "Tell me about my cat", k=5)
     prompt = build_personal_prompt("Tell me about my cat", profile=memory.profile(alice), items=result.items, user_name="Alice")
     text = system_text(prompt)
-    assert "(profile) lives in: Lisbon" in text and "Miso hates the vacuum cleaner" in text
+    assert "(profile) Alice lives in Lisbon" in text and "Miso hates the vacuum cleaner" in text
     ids = [q.record_id for q in prompt.quotes]
     assert len(ids) == len(set(ids))  # profile facts that search also found are quoted once
     assert {u.reason for u in used_memories("Miso sounds like a character!", prompt.quotes)} == {"overlap"}

@@ -81,6 +81,9 @@ class LocalChatModel(BaseChatModel):
     model_name: Literal["smollm2"] = "smollm2"
     max_new_tokens: int = Field(256, ge=1)
     temperature: float = Field(0.0, ge=0.0, description="0 decodes greedily")
+    repetition_penalty: float = Field(
+        1.0, ge=1.0, description="for free-text replies: >1 discourages repeats, which a 135M model falls into when greedy",
+    )
     dtype: Dtype = "bfloat16"
     cache_dir: Path | None = Field(None, description="root of converted models; default $PERSONAGRAPH_MODEL_CACHE or ~/.cache/personagraph/models")
     max_string: int = Field(64, ge=1, description="maxLength added to unbounded strings in constrained output")
@@ -221,6 +224,9 @@ class LocalChatModel(BaseChatModel):
             raise ConfigurationError("contrast works on free-text replies only, not with tools or structured output")
         return call
 
+    def _free_text_options(self) -> dict[str, Any]:
+        return {"repetition_penalty": self.repetition_penalty} if self.repetition_penalty != 1.0 else {}
+
     def _prompt(self, runtime: ChatRuntime, messages: list[BaseMessage], note: str | None) -> list[int]:
         chat = to_chat(messages, note)
         encoded = runtime.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=True)
@@ -246,7 +252,7 @@ class LocalChatModel(BaseChatModel):
                 outcome["ids"] = runtime.generate(
                     prompt, max_new_tokens=call.max_new_tokens, temperature=self.temperature,
                     adapter=call.adapter, streamer=streamer, stopping_criteria=[_Cancelled(cancel)],
-                    logits_processor=processors,
+                    logits_processor=processors, **self._free_text_options(),
                 )
             except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread below
                 outcome["error"] = exc

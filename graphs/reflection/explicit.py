@@ -377,7 +377,7 @@ _INSTRUCTION = re.compile(
 # A one-off task ("write a short poem") is not a standing instruction; these words make it one.
 _STANDING = re.compile(
     r"\b(?:always|never|from now on|going forward|in future|anymore|any more|don't|do not|stop|keep|no more|"
-    r"answers?|responses?|repl(?:y|ies)|respond|messages?|your|talk|speak|use|avoid|be)\b", re.IGNORECASE)
+    r"answers|responses|replies|respond|messages|your|talk|speak|use|avoid|be)\b", re.IGNORECASE)  # plurals: "a short message" is one task
 _LANGUAGES = ("english", "spanish", "french", "german", "italian", "portuguese", "chinese", "mandarin", "japanese",
               "korean", "dutch", "russian", "arabic", "hindi", "polish", "swedish", "turkish", "greek")
 _STYLE = (  # (the profile field an instruction sets, the words that make it about style)

@@ -147,7 +147,20 @@ class RespondNodes:
         if plan.retrieves:
             shown = set(state.get("recent_ids", []))
             found = self.memory.search(scope, state["query"], kinds=plan.memory_kinds, k=plan.k + len(shown)).items
-            items = [i for i in found if not (i.sources and shown.issuperset(i.sources))][: plan.k]
+            said_by_assistant = {
+                e.id for e in self.memory.records.get_many(scope, "event", [i.id for i in found if i.kind == "event"]).values()
+                if e.role == "assistant"  # type: ignore[attr-defined]
+            }
+            # The assistant's own past replies are not memories of the user: quoting them feeds
+            # a model its earlier mistakes back as facts.
+            seen_texts: set[str] = set()
+            for item in found:
+                text = " ".join(item.text.lower().split())
+                if item.id in said_by_assistant or (item.sources and shown.issuperset(item.sources)) or text in seen_texts:
+                    continue
+                seen_texts.add(text)  # a question asked five times is one memory, not five
+                items.append(item)
+            items = items[: plan.k]
         return {"items": items, "timings_ms": {**state["timings_ms"], "retrieve": _ms(started)}}
 
     def generate(self, state: RespondState) -> dict[str, Any]:
