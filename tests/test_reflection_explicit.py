@@ -271,10 +271,6 @@ def test_extractor_is_fast() -> None:
 
 def test_a_one_off_writing_task_is_not_a_standing_instruction() -> None:
     """Found in chat: "write a short message to my friend" became a verbosity preference."""
-    from datetime import UTC, datetime
-
-    from personagraph.memory import Event
-
     task = Event(speaker="Sam", text="Write a short message to my friend about my weekend", time=datetime(2024, 1, 1, tzinfo=UTC))
     standing = Event(speaker="Sam", text="Write shorter messages please", time=datetime(2024, 1, 2, tzinfo=UTC))
     assert extract_explicit([task])[0] == []
