@@ -514,4 +514,5 @@ def demo(
     console.print(f"\nexplore it: [bold]{escape(command)}[/]", soft_wrap=True)
 
 
-from . import cli_reflection  # noqa: F401  registers `reflect` and `inspect` on `app`
+# These modules register `reflect`, `inspect`, `chat` and `adapters` on `app`.
+from . import cli_chat, cli_reflection  # noqa: F401

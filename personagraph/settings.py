@@ -24,10 +24,22 @@ class Settings(BaseSettings):
     chat_model: str = Field("local:smollm2", description='reflection\'s model: "local:smollm2", "provider:model", or "none" for the deterministic extractor alone')
     reflection_batch_size: int = Field(8, ge=1, le=40, description="messages per reflection batch (one model call each)")
     llm_calls_per_user_per_hour: int = Field(120, ge=0, description="reflection's model-call budget per user")
+    respond_model: str = Field("local:smollm2", description='the model that answers prompting requests: "local:smollm2" or "provider:model"')
+    local_repetition_penalty: float = Field(1.15, ge=1.0, description="repetition penalty of the local model's free-text replies")
+    respond_token_budget: int = Field(600, ge=64, description="prompt tokens for instructions, memories, history and query")
+    adapters_dir: Path | None = Field(None, description="per-user adapter weights; default <data_dir>/adapters")
+    adapter_train_seconds: float = Field(240.0, gt=0, description="time budget of one adapter training on CPU")
+    adapter_retrain_after: int = Field(50, ge=1, description="new messages from the user before retraining is due")
+    adapter_min_messages: int = Field(20, ge=2, description="messages from the user before a first adapter is due")
+    max_loaded_adapters: int = Field(8, ge=1, description="adapters kept loaded on the local model (LRU)")
 
     @property
     def records_path(self) -> Path:
         return self.data_dir / "records.sqlite"
+
+    @property
+    def adapters_path(self) -> Path:
+        return self.adapters_dir or self.data_dir / "adapters"
 
     @property
     def index_path(self) -> Path:

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import BaseMessage
-
 from personagraph.graphs.respond.graph import RespondConfig, build_respond_graph
 from personagraph.memory import Memory, Scope
 from personagraph.memory.errors import InvalidRecordError
 from personagraph.memory.models import AdapterRecord, Event
+
 from tests.scripted_model import ScriptedChatModel
 
 ALICE = Scope(tenant="t", user_id="alice")

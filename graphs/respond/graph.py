@@ -26,6 +26,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
+from personagraph.agents.adapters.examples import persona_instruction
 from personagraph.agents.contrastive import ContrastSpec
 from personagraph.agents.planner import Plan, PlanFeatures, PlanPolicy, RulePolicy
 from personagraph.agents.prompting import (
@@ -167,10 +168,13 @@ class RespondNodes:
         started = time.perf_counter()
         plan, scope = state["plan"], _scope(state)
         profile = self.memory.profile(scope) if plan.use_profile and plan.backend != "adapter" else None
+        name = state.get("user_name") or scope.user_id
+        # An adapter was trained to write as the user under its persona line: serve it the same way.
+        instructions = persona_instruction(name) if plan.backend != "prompting" else self.config.instructions
         prompt = build_personal_prompt(
             state["query"], profile=profile, items=state.get("items", []), history=state.get("history", []),
             token_budget=self.config.token_budget, count_tokens=self.count_tokens,
-            instructions=self.config.instructions, user_name=state.get("user_name"),
+            instructions=instructions, user_name=name,
         )
         if plan.backend == "prompting":
             answer = self._prompting(plan, prompt)

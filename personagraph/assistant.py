@@ -1,0 +1,223 @@
+"""`Assistant`: memory, planner, both generation backends and background reflection, wired once.
+
+    with Assistant.open() as assistant:
+        reply = assistant.respond("sam", "Where do I live now?")
+        reply.answer, reply.plan.reasons, reply.used
+
+The chat model answers prompting requests; the local model (loaded on first use) serves the
+adapter backends, `local_only` requests and contrastive decoding. Exchanges are stored as
+events and reflected in the background; `close` waits for pending reflections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Self
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+from pydantic import BaseModel, ConfigDict
+
+from personagraph.agents.adapters.registry import AdapterRegistry, TrainOutcome
+from personagraph.agents.adapters.training import TrainConfig
+from personagraph.agents.llm.registry import load_chat_model
+from personagraph.agents.planner import Plan, PlannerConfig, PlanPolicy, RulePolicy
+from personagraph.agents.prompting import MemoryQuote, UsedMemory
+from personagraph.graphs.reflection import (
+    LLMBudget,
+    ReflectionConfig,
+    ReflectionExecutor,
+    build_reflection_graph,
+)
+from personagraph.graphs.respond.graph import RespondConfig, build_respond_graph
+from personagraph.memory import ForgetReceipt, Memory, Scope
+from personagraph.memory.errors import InvalidRecordError
+from personagraph.memory.models import AdapterKind, AdapterRecord
+
+from .factory import open_memory
+from .settings import Settings
+
+
+class Reply(BaseModel):
+    """An answer and everything that explains it."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    answer: str
+    plan: Plan
+    quotes: list[MemoryQuote]
+    used: list[UsedMemory]
+    event_ids: list[str]
+    timings_ms: dict[str, float]
+
+
+class Assistant:
+    """A personalized assistant over one Memory; thread-safe for concurrent `respond` calls."""
+
+    def __init__(
+        self,
+        memory: Memory,
+        *,
+        chat_model: str | BaseChatModel = "local:smollm2",
+        reflection_model: str | BaseChatModel | None = None,
+        adapters_dir: str | Path | None = None,
+        policy: PlanPolicy | None = None,
+        settings: Settings | None = None,
+        owns_memory: bool = False,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.memory = memory
+        self._owns_memory = owns_memory
+        local_options = {"repetition_penalty": self.settings.local_repetition_penalty}
+        is_local_spec = isinstance(chat_model, str) and chat_model.strip().startswith("local")
+        self.chat_model = load_chat_model(chat_model, **(local_options if is_local_spec else {}))
+        self.registry = AdapterRegistry(
+            memory, adapters_dir or self.settings.adapters_path,
+            retrain_after=self.settings.adapter_retrain_after, min_messages=self.settings.adapter_min_messages,
+        )
+        self.policy = policy or RulePolicy(PlannerConfig())
+        reflector = load_chat_model(reflection_model) if reflection_model not in (None, "none") else None
+        self.reflection = ReflectionExecutor(memory, build_reflection_graph(
+            memory, reflector, config=ReflectionConfig(use_model=reflector is not None),
+            budget=LLMBudget(per_user_per_hour=self.settings.llm_calls_per_user_per_hour),
+        ))
+        self._local: BaseChatModel | None = None
+        self._generator: Any = None
+        self._graph: Any = None
+
+    @classmethod
+    def open(cls, settings: Settings | None = None, **kwargs: Any) -> Assistant:
+        """An assistant over the memory the settings describe (closed again by `close`)."""
+        settings = settings or Settings()
+        kwargs.setdefault("chat_model", settings.respond_model)
+        kwargs.setdefault("reflection_model", settings.chat_model)
+        return cls(open_memory(settings), settings=settings, owns_memory=True, **kwargs)
+
+    # --- answering ---------------------------------------------------------------------------
+
+    def respond(
+        self,
+        user: str | Scope,
+        query: str,
+        *,
+        thread_id: str = "default",
+        history: Sequence[BaseMessage] = (),
+        user_name: str | None = None,
+        local_only: bool = False,
+        latency_budget_ms: int | None = None,
+    ) -> Reply:
+        """Plan, retrieve, generate, record and schedule reflection for one request."""
+        scope = self.scope(user)
+        state = self.graph.invoke({
+            "tenant": scope.tenant, "user_id": scope.user_id, "thread_id": thread_id, "query": query,
+            "history": list(history), "user_name": user_name or self._speaker(scope),
+            "local_only": local_only, "latency_budget_ms": latency_budget_ms,
+        })
+        return Reply(
+            answer=state["answer"], plan=state["plan"], quotes=state.get("quotes", []), used=state.get("used", []),
+            event_ids=state.get("event_ids", []), timings_ms=state.get("timings_ms", {}),
+        )
+
+    def _speaker(self, scope: Scope) -> str:
+        """The user's own name in their history (imported chats name people), else their id."""
+        try:
+            return self.registry.user_speaker(scope)
+        except InvalidRecordError:
+            return scope.user_id
+
+    @property
+    def graph(self) -> Any:
+        """The compiled respond graph (built on first use: it loads the local model lazily)."""
+        if self._graph is None:
+            from personagraph.agents.llm.local import LocalChatModel
+
+            local = self.chat_model if isinstance(self.chat_model, LocalChatModel) else LocalChatModel(
+                repetition_penalty=self.settings.local_repetition_penalty,
+            )
+            self._local = local
+            self._graph = build_respond_graph(
+                self.memory, self.chat_model, local_model=local, adapters=self.registry,
+                generator=_LazyGenerator(self), policy=self.policy, reflection=self.reflection,
+                config=RespondConfig(token_budget=self.settings.respond_token_budget),
+                count_tokens=_token_counter(self.chat_model),
+            )
+        return self._graph
+
+    # --- adapters ----------------------------------------------------------------------------
+
+    def train_adapter(self, user: str | Scope, kind: AdapterKind = "lora", *, config: TrainConfig | None = None, progress: bool = True) -> TrainOutcome:
+        scope = self.scope(user)
+        replaced = [a.id for a in self.memory.adapters(scope, adapter_kind=kind, status="registered")]
+        outcome = self.registry.train(scope, kind=kind, config=config or TrainConfig(
+            kind=kind, time_budget_s=self.settings.adapter_train_seconds,
+        ), progress=progress)
+        if outcome.registered and self._generator is not None:
+            self._generator.forget(scope, replaced)
+        return outcome
+
+    def delete_adapters(self, user: str | Scope, kind: AdapterKind | None = None) -> list[AdapterRecord]:
+        scope = self.scope(user)
+        deleted = self.registry.delete(scope, kind)
+        if self._generator is not None:
+            self._generator.forget(scope, [a.id for a in deleted])
+        return deleted
+
+    def forget_user(self, user: str | Scope) -> ForgetReceipt:
+        """Everything of the user goes: records, index, graph, adapter weights and loaded adapters."""
+        scope = self.scope(user)
+        ids = [a.id for a in self.memory.adapters(scope)]
+        self.reflection.flush()
+        receipt = self.memory.forget_user(scope)
+        if self._generator is not None:
+            self._generator.forget(scope, ids)
+        return receipt
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def scope(self, user: str | Scope) -> Scope:
+        return user if isinstance(user, Scope) else Scope(tenant=self.settings.tenant, user_id=user)
+
+    def adapter_generator(self) -> Any:
+        if self._generator is None:
+            from personagraph.agents.adapters.backend import LocalAdapterGenerator
+
+            if self._local is None:
+                self.graph  # noqa: B018 - builds the local model reference
+            self._generator = LocalAdapterGenerator(
+                self._local.runtime, max_adapters=self.settings.max_loaded_adapters,  # type: ignore[union-attr]
+                repetition_penalty=self.settings.local_repetition_penalty,
+            )
+        return self._generator
+
+    def close(self) -> None:
+        self.reflection.shutdown(wait=True)
+        if self._generator is not None:
+            self._generator.close()
+        if self._owns_memory:
+            self.memory.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _LazyGenerator:
+    """Creates the adapter backend (and loads the local model) only when a plan needs it."""
+
+    def __init__(self, assistant: Assistant) -> None:
+        self.assistant = assistant
+
+    def generate(self, scope: Scope, messages: list[BaseMessage], adapter: AdapterRecord | None, *, max_new_tokens: int) -> str:
+        return self.assistant.adapter_generator().generate(scope, messages, adapter, max_new_tokens=max_new_tokens)
+
+
+def _token_counter(chat_model: BaseChatModel) -> Any:
+    """The local tokenizer's exact count when the local model answers; an estimate otherwise."""
+    from personagraph.agents.llm.local import LocalChatModel
+
+    if isinstance(chat_model, LocalChatModel):
+        return lambda text: len(chat_model.runtime.tokenizer.encode(text))
+    return None

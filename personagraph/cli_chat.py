@@ -1,0 +1,207 @@
+"""`personagraph chat` and `personagraph adapters …`: talk to a user's personalized assistant,
+and train, list, evaluate or delete the user's own adapters."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
+from personagraph.agents.adapters.training import TrainConfig
+from personagraph.memory.models import AdapterKind
+
+from .assistant import Assistant, Reply
+from .cli import _memory, _scope, _short, _state, app, console, err_console
+
+CHAT_HELP = "commands: /plan (show plans) /memories (show memories used) /quit"
+
+
+def _assistant(settings, memory, model: str | None) -> Assistant:  # type: ignore[no-untyped-def]
+    return Assistant(
+        memory, chat_model=model or settings.respond_model, reflection_model=settings.chat_model,
+        settings=settings,
+    )
+
+
+def _show_plan(reply: Reply) -> None:
+    plan = reply.plan
+    kinds = ", ".join(plan.memory_kinds) or "none"
+    console.print(f"[dim]plan: {plan.backend} on {plan.generator} ({plan.policy}); memories: {kinds} k={plan.k}[/]")
+    for reason in plan.reasons:
+        console.print(f"[dim]  · {escape(reason)}[/]")
+    timings = " ".join(f"{k}={v:.0f}ms" for k, v in reply.timings_ms.items())
+    console.print(f"[dim]  timings: {timings}[/]")
+
+
+def _show_memories(reply: Reply) -> None:
+    used = {u.record_id: u.reason for u in reply.used}
+    if not reply.quotes:
+        console.print("[dim]memories: none quoted[/]")
+        return
+    for quote in reply.quotes:
+        mark = f"[green]used ({used[quote.record_id]})[/]" if quote.record_id in used else "[dim]quoted[/]"
+        console.print(f"[dim]  [{quote.handle}] {quote.kind} {quote.record_id}[/] {mark} {escape(_short(quote.text, 120))}")
+
+
+@app.command()
+def chat(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Argument(help="Who is talking.")],
+    model: Annotated[str | None, typer.Option(help='Model for prompting: "local:smollm2" or "provider:model". Default: $PERSONAGRAPH_RESPOND_MODEL.')] = None,
+    message: Annotated[list[str] | None, typer.Option("--message", "-m", help="Send this message and exit (repeatable); no REPL.")] = None,
+    thread: Annotated[str, typer.Option(help="Conversation thread the exchange is stored under.")] = "chat",
+    plan: Annotated[bool, typer.Option("--plan", help="Show each plan and its reasons.")] = False,
+    memories: Annotated[bool, typer.Option("--memories", help="Show the memories quoted and used.")] = False,
+    local_only: Annotated[bool, typer.Option("--local-only", help="Nothing leaves this machine: the local model answers.")] = False,
+    latency_budget_ms: Annotated[int | None, typer.Option(min=1, help="Latency budget the planner respects.")] = None,
+) -> None:
+    """Chat with USER's personalized assistant; exchanges become memory in the background."""
+    settings = _state(ctx).settings
+    scope = _scope(settings, user)
+    show = {"plan": plan, "memories": memories}
+    with _memory(settings) as memory:
+        assistant = _assistant(settings, memory, model)
+        try:
+            def ask(text: str) -> None:
+                with err_console.status("thinking…"):
+                    reply = assistant.respond(scope, text, thread_id=thread, local_only=local_only, latency_budget_ms=latency_budget_ms)
+                console.print(f"[bold cyan]assistant>[/] {escape(reply.answer)}")
+                if show["plan"]:
+                    _show_plan(reply)
+                if show["memories"]:
+                    _show_memories(reply)
+
+            if message:
+                for text in message:
+                    console.print(f"[bold]{escape(user)}>[/] {escape(text)}")
+                    ask(text)
+                return
+            console.print(f"[dim]{CHAT_HELP}[/]")
+            while True:
+                try:
+                    text = console.input(f"[bold]{escape(user)}>[/] ").strip()
+                except EOFError:
+                    break
+                if text in ("/quit", "/exit"):
+                    break
+                if text in ("/plan", "/memories"):
+                    show[text[1:]] = not show[text[1:]]
+                    console.print(f"[dim]{text[1:]} {'on' if show[text[1:]] else 'off'}[/]")
+                elif text:
+                    ask(text)
+        finally:
+            with err_console.status("saving the conversation to memory…"):
+                assistant.close()
+
+
+adapters_app = typer.Typer(help="Train, list, evaluate and delete a user's own adapters.", no_args_is_help=True)
+app.add_typer(adapters_app, name="adapters")
+
+
+@adapters_app.command("train")
+def adapters_train(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Argument(help="Whose adapter to train.")],
+    kind: Annotated[str, typer.Option(help="lora, or prompt (a soft prompt of a few virtual tokens).")] = "lora",
+    seconds: Annotated[float | None, typer.Option(min=1, help="Training time budget. Default: $PERSONAGRAPH_ADAPTER_TRAIN_SECONDS.")] = None,
+    if_due: Annotated[bool, typer.Option("--if-due", help="Only train when enough new messages arrived.")] = False,
+) -> None:
+    """Train USER's adapter from their memory; it is kept only if it beats the base model."""
+    settings = _state(ctx).settings
+    scope = _scope(settings, user)
+    adapter_kind = _kind(kind)
+    with _memory(settings) as memory:
+        assistant = _assistant(settings, memory, None)
+        try:
+            due, why = assistant.registry.retrain_due(scope, adapter_kind)
+            if if_due and not due:
+                console.print(f"[green]✓[/] not due: {escape(why)}")
+                return
+            config = TrainConfig(kind=adapter_kind, time_budget_s=seconds or settings.adapter_train_seconds)
+            outcome = assistant.train_adapter(scope, adapter_kind, config=config)
+        finally:
+            assistant.close()
+    record = outcome.record
+    if outcome.reused:
+        console.print(f"[green]✓[/] already trained on exactly this data: {record.id} ({record.status})")
+    elif outcome.registered:
+        console.print(f"[green]✓[/] registered {record.adapter_kind} adapter {record.id}: {escape(record.reason)}")
+    else:
+        console.print(f"[yellow]![/] not registered: {escape(record.reason)}")
+    if outcome.report:
+        r = outcome.report
+        console.print(f"  {r.steps} steps in {r.seconds:.0f} s (stopped by {r.stopped_by}), {len(outcome.record.sources)} messages used")
+
+
+@adapters_app.command("list")
+def adapters_list(ctx: typer.Context, user: Annotated[str, typer.Argument(help="Whose adapters.")]) -> None:
+    """USER's adapters, newest first, with their held-out figures."""
+    settings = _state(ctx).settings
+    scope = _scope(settings, user)
+    with _memory(settings) as memory:
+        records = memory.adapters(scope)
+        events = memory.events(scope)
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("id", "kind", "status", "base ppl", "adapter ppl", "gain", "examples", "held out", "created", "fresh msgs"):
+        table.add_column(column)
+    for a in records:
+        fresh = sum(1 for e in events if a.trained_through and e.time > a.trained_through and e.role != "assistant")
+        m = a.metrics
+        table.add_row(
+            a.id, a.adapter_kind, a.status, f"{m.get('base_ppl', 0):.2f}", f"{m.get('adapter_ppl', 0):.2f}",
+            f"{a.gain:+.1%}", str(a.example_count), str(a.heldout_count), f"{a.created_at:%Y-%m-%d %H:%M}", str(fresh),
+        )
+    console.print(table if records else f"no adapters for {escape(user)}")
+
+
+@adapters_app.command("eval")
+def adapters_eval(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Argument(help="Whose adapter.")],
+    adapter_id: Annotated[str | None, typer.Option("--id", help="Which adapter; default the current one.")] = None,
+) -> None:
+    """Measure held-out perplexity of base and adapter again."""
+    settings = _state(ctx).settings
+    scope = _scope(settings, user)
+    with _memory(settings) as memory:
+        assistant = _assistant(settings, memory, None)
+        try:
+            current = assistant.registry.current(scope)
+            target = adapter_id or (current.id if current else None)
+            if target is None:
+                err_console.print(f"[bold red]error:[/] {escape(user)} has no registered adapter")
+                raise typer.Exit(2)
+            with err_console.status("evaluating…"):
+                metrics = assistant.registry.evaluate(scope, target)
+        finally:
+            assistant.close()
+    console.print(
+        f"{target}: held-out perplexity {metrics['adapter_ppl']:.2f} vs base {metrics['base_ppl']:.2f} "
+        f"({metrics['gain']:+.1%}) on {int(metrics['heldout'])} messages"
+    )
+
+
+@adapters_app.command("delete")
+def adapters_delete(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Argument(help="Whose adapters.")],
+    kind: Annotated[str | None, typer.Option(help="Only this kind (lora or prompt).")] = None,
+) -> None:
+    """Delete USER's adapters: records and weights."""
+    settings = _state(ctx).settings
+    scope = _scope(settings, user)
+    with _memory(settings) as memory:
+        deleted = memory.adapters(scope, adapter_kind=_kind(kind) if kind else None)
+        for record in deleted:
+            memory.delete_adapter(scope, record.id)
+    console.print(f"[green]✓[/] deleted {len(deleted)} adapter(s) of {escape(user)}")
+
+
+def _kind(value: str) -> AdapterKind:
+    if value not in ("lora", "prompt"):
+        err_console.print(f"[bold red]error:[/] adapter kind is lora or prompt, not {escape(value)!r}")
+        raise typer.Exit(2)
+    return value  # type: ignore[return-value]
