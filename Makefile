@@ -36,6 +36,8 @@ bench: install
 	$(BIN)/python -m benchmarks.scale --data $(DATA)/msc_personas --memories 10000 100000 --users 100 --out benchmarks/results/scale.json
 	# the local model row takes ~15 min for one conversation's first 15 sessions on 2 CPU cores
 	$(BIN)/python -m benchmarks.reflection --data $(DATA)/locomo/locomo_dev.json --model local:smollm2 --model-samples 1 --model-sessions 15 --out benchmarks/results/reflection_locomo.json
+	# four users (two conversations), a LoRA and a soft prompt each at 180 s: ~35 min on 2 CPU cores
+	$(BIN)/python -m benchmarks.personalization --data $(DATA)/locomo/locomo_dev.json --samples 2 --train-seconds 180 --out benchmarks/results/personalization.json
 
 clean:
 	rm -rf $(VENV) .personagraph-demo

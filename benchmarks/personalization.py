@@ -38,10 +38,11 @@ from pathlib import Path
 from typing import Any
 
 from personagraph.agents.adapters.examples import SFTExample, with_context
+from personagraph.agents.adapters.perplexity import perplexity
 from personagraph.agents.adapters.registry import AdapterRegistry
 from personagraph.agents.adapters.training import (
     TrainConfig,
-    evaluate_adapter,
+    adapter_perplexity,
     load_training_base,
 )
 from personagraph.agents.planner import PlanFeatures, RulePolicy
@@ -117,23 +118,26 @@ def measure_user(sample: LocomoSample, speaker: str, base: Any, tokenizer: Any, 
         data, _ = registry.training_data(scope, speaker)
         heldout = data.heldout
         contexts = [with_context(x, memory_context(memory, scope, x, args.k)) for x in heldout]
-        ppl: dict[str, float] = {}
+        ppl: dict[str, float] = {
+            "base": perplexity(base, tokenizer, heldout).ppl, "base+memory": perplexity(base, tokenizer, contexts).ppl,
+        }
         for kind, label in (("lora", "adapter"), ("prompt", "soft_prompt")):
-            if kind not in records:
-                continue
-            plain_base, plain = evaluate_adapter(base, tokenizer, heldout, records[kind].path, kind)
-            memory_base, with_mem = evaluate_adapter(base, tokenizer, contexts, records[kind].path, kind)
-            ppl.update({"base": plain_base.ppl, "base+memory": memory_base.ppl, label: plain.ppl, f"{label}+memory": with_mem.ppl})
+            if kind in records:
+                ppl[label] = adapter_perplexity(base, tokenizer, heldout, records[kind].path, kind).ppl
+                ppl[f"{label}+memory"] = adapter_perplexity(base, tokenizer, contexts, records[kind].path, kind).ppl
         qa = {}
         if "lora" in records:
             qa_mem, qa_plain = qa_examples(memory, scope, sample, speaker, args.k, args.qa)
             if qa_mem:
-                prompt_base, prompt_adapter = evaluate_adapter(base, tokenizer, qa_mem, records["lora"].path, "lora")
-                _, bare_adapter = evaluate_adapter(base, tokenizer, qa_plain, records["lora"].path, "lora")
-                qa = {"questions": len(qa_mem), "prompting": prompt_base.ppl, "adapter": bare_adapter.ppl, "adapter+memory": prompt_adapter.ppl}
+                qa = {
+                    "questions": len(qa_mem), "prompting": perplexity(base, tokenizer, qa_mem).ppl,
+                    "adapter": adapter_perplexity(base, tokenizer, qa_plain, records["lora"].path, "lora").ppl,
+                    "adapter+memory": adapter_perplexity(base, tokenizer, qa_mem, records["lora"].path, "lora").ppl,
+                }
         return {
             "sample": sample.sample_id, "speaker": speaker, "scope": scope.user_id,
             "train_examples": len(data.train), "heldout": len(heldout), "facts": len(memory.facts(scope)),
+            "events": len(sample.events),
             "perplexity": ppl, "train_seconds": train_seconds,
             "gate_keeps": {k: r.gain > 0 for k, r in records.items()},
             "gain": {k: r.gain for k, r in records.items()},
@@ -208,35 +212,50 @@ def measure_serving(users: list[dict[str, Any]], args: argparse.Namespace) -> di
 
 
 def measure_planner(users: list[dict[str, Any]]) -> dict[str, Any]:
-    """The rule planner's picks on the labelled queries for each user, against fixed policies.
+    """The rule planner's picks on the labelled queries for each user, against always-prompt and
+    always-adapter (+ memory), scored with what this run measured for that user.
 
-    The right backend per need follows what the benchmark measures: recall questions are best
-    answered with quoted memories (prompting), style requests by the user's adapter with
-    memory when the user has one that passed the gate, general ones by plain prompting."""
+    Style requests are scored by the held-out perplexity of the user's own messages under the
+    chosen backend (prompting = base + memory), recall questions by the perplexity of LoCoMo's
+    reference answers; general requests have no per-user reference, so the choice is only
+    counted. The best backend per user and need is the one with the lowest measured perplexity."""
     queries = [json.loads(line) for line in QUERIES.read_text().splitlines() if line.strip()]
     policy = RulePolicy()
-    rows = []
+    policies = ("planner", "always_prompt", "always_adapter")
+    picks: dict[str, dict[str, dict[str, int]]] = {p: {} for p in policies}
+    scored: dict[str, list[float]] = {p: [] for p in policies}
+    best_hits: dict[str, list[bool]] = {p: [] for p in policies}
+    classified = 0
     for user in users:
-        gain = user["gain"].get("lora")
-        has = bool(gain is not None and user["gate_keeps"].get("lora"))
+        ppl, qa = user["perplexity"], user["qa"]
+        quality = {
+            "style": {"prompting": ppl.get("base+memory"), "adapter": ppl.get("adapter"), "adapter+memory": ppl.get("adapter+memory")},
+            "recall": {"prompting": qa.get("prompting"), "adapter": qa.get("adapter"), "adapter+memory": qa.get("adapter+memory")},
+        }
+        keeps = bool(user["gate_keeps"].get("lora"))
+        gain = user["gain"].get("lora") if keeps else None
         for q in queries:
             need, why = classify_query(q["query"])
+            classified += need == q["need"]
             features = PlanFeatures(
-                query_need=need, need_reason=why, event_count=400, fact_count=user["facts"],
-                adapter_id=user["adapters"].get("lora", {}).get("id") if has else None,
-                adapter_kind="lora" if has else None, adapter_gain=gain if has else None,
+                query_need=need, need_reason=why, event_count=user["events"], fact_count=user["facts"],
+                adapter_id=user["adapters"]["lora"]["id"] if keeps else None, adapter_kind="lora" if keeps else None, adapter_gain=gain,
             )
-            ideal = "adapter+memory" if q["need"] == "style" and has and gain >= policy.config.min_adapter_gain else "prompting"
-            picked = policy.plan(features).backend
-            rows.append({"need": q["need"], "classified": need, "ideal": ideal, "planner": picked})
-    out: dict[str, Any] = {"queries": len(queries), "decisions": len(rows)}
-    for name, choose in (("planner", lambda r: r["planner"]), ("always_prompt", lambda r: "prompting"), ("always_adapter", lambda r: "adapter+memory")):
-        out[name] = {
-            need: sum(choose(r) == r["ideal"] for r in rows if r["need"] == need) / max(1, sum(r["need"] == need for r in rows))
-            for need in ("recall", "style", "general")
-        } | {"all": sum(choose(r) == r["ideal"] for r in rows) / len(rows)}
-    out["need_accuracy"] = sum(r["need"] == r["classified"] for r in rows) / len(rows)
-    return out
+            chosen = {"planner": policy.plan(features).backend, "always_prompt": "prompting", "always_adapter": "adapter+memory"}
+            measured = {k: v for k, v in quality.get(q["need"], {}).items() if v is not None}
+            best = min(measured, key=measured.get) if measured else None  # type: ignore[arg-type]
+            for name, backend in chosen.items():
+                picks[name].setdefault(q["need"], {}).setdefault(backend, 0)
+                picks[name][q["need"]][backend] += 1
+                if best is not None and backend in measured:
+                    scored[name].append(math.log(measured[backend]))
+                    best_hits[name].append(backend == best)
+    return {
+        "queries": len(queries), "users": len(users), "need_accuracy": classified / (len(queries) * max(1, len(users))),
+        "picks": picks,
+        "mean_log_perplexity": {p: statistics.fmean(v) if v else float("nan") for p, v in scored.items()},
+        "best_backend_rate": {p: statistics.fmean(v) if v else float("nan") for p, v in best_hits.items()},
+    }
 
 
 def _median(values: list[float]) -> float:
@@ -292,8 +311,14 @@ def main(argv: list[str] | None = None) -> None:
             ["switch ms (median)", serving["switch_ms"]], ["lazy load ms (median)", _median(serving["load_ms"])],
             *([f"tokens/s {k}", v] for k, v in serving["tokens_per_s"].items()), ["mixed-batch overhead", serving["mixed_overhead"]],
         ])
-    print_table("planner: share of decisions matching the measured best backend", ["policy", "recall", "style", "general", "all"],
-                [[p, *(planner[p][n] for n in ("recall", "style", "general", "all"))] for p in ("planner", "always_prompt", "always_adapter")])
+    print_table(
+        "planner on the labelled queries (recall + style, scored with this run's measurements)",
+        ["policy", "picks the measured best", "mean log-perplexity", "recall picks", "style picks", "general picks"],
+        [[p, planner["best_backend_rate"][p], planner["mean_log_perplexity"][p],
+          *(", ".join(f"{b} {n}" for b, n in planner["picks"][p].get(need, {}).items()) for need in ("recall", "style", "general"))]
+         for p in ("planner", "always_prompt", "always_adapter")],
+    )
+    console.print(f"query-need rules agree with the labels on {planner['need_accuracy']:.0%} of the queries")
     write_json(args.out, {
         "data": str(data), "samples": [s.sample_id for s in samples], "args": {k: v for k, v in vars(args).items() if k != "out"},
         "seconds": time.perf_counter() - started, "users": users, "median_perplexity": medians, "median_drop": drops,

@@ -284,20 +284,29 @@ def evaluate_adapter(
     max_length: int = 256,
 ) -> tuple[PerplexityReport, PerplexityReport]:
     """Held-out perplexity of the base and of the base with the adapter; `base` is left as it was."""
+    base_report = perplexity(base, tokenizer, heldout, batch_size=batch_size, max_length=max_length)
+    return base_report, adapter_perplexity(base, tokenizer, heldout, adapter_dir, kind, batch_size=batch_size, max_length=max_length)
+
+
+def adapter_perplexity(
+    base: Any,
+    tokenizer: Any,
+    examples: Sequence[SFTExample],
+    adapter_dir: str | Path,
+    kind: AdapterKind,
+    *,
+    batch_size: int = 8,
+    max_length: int = 256,
+) -> PerplexityReport:
+    """Perplexity of the examples under the saved adapter on `base`; `base` is left as it was."""
     from peft import PeftModel
 
-    base_report = perplexity(base, tokenizer, heldout, batch_size=batch_size, max_length=max_length)
     if kind == "prompt":
         soft = load_soft_prompt(adapter_dir)
-        return base_report, perplexity(
-            base, tokenizer, heldout, batch_size=batch_size, max_length=max_length, soft_prompt=soft
-        )
+        return perplexity(base, tokenizer, examples, batch_size=batch_size, max_length=max_length, soft_prompt=soft)
     with _borrowed(base):
         model = PeftModel.from_pretrained(base, str(adapter_dir), adapter_name=ADAPTER_NAME)
         try:
-            adapted = perplexity(
-                model, tokenizer, heldout, batch_size=batch_size, max_length=max_length, adapter=ADAPTER_NAME
-            )
+            return perplexity(model, tokenizer, examples, batch_size=batch_size, max_length=max_length, adapter=ADAPTER_NAME)
         finally:
             model.unload()
-    return base_report, adapted
