@@ -30,7 +30,12 @@ from personagraph.graphs.reflection import (
     ReflectionExecutor,
     build_reflection_graph,
 )
-from personagraph.graphs.respond.graph import RespondConfig, build_respond_graph
+from personagraph.graphs.respond.graph import (
+    RespondConfig,
+    RespondNodes,
+    compile_respond_graph,
+    respond_nodes,
+)
 from personagraph.memory import ForgetReceipt, Memory, Scope
 from personagraph.memory.errors import InvalidRecordError
 from personagraph.memory.models import AdapterKind, AdapterRecord
@@ -85,6 +90,7 @@ class Assistant:
         self._local: BaseChatModel | None = None
         self._generator: Any = None
         self._graph: Any = None
+        self._nodes: RespondNodes | None = None
 
     @classmethod
     def open(cls, settings: Settings | None = None, **kwargs: Any) -> Assistant:
@@ -108,16 +114,28 @@ class Assistant:
         latency_budget_ms: int | None = None,
     ) -> Reply:
         """Plan, retrieve, generate, record and schedule reflection for one request."""
-        scope = self.scope(user)
-        state = self.graph.invoke({
-            "tenant": scope.tenant, "user_id": scope.user_id, "thread_id": thread_id, "query": query,
-            "history": list(history), "user_name": user_name or self._speaker(scope),
-            "local_only": local_only, "latency_budget_ms": latency_budget_ms,
-        })
+        state = self.graph.invoke(self._request(user, query, thread_id, history, user_name, local_only, latency_budget_ms))
         return Reply(
             answer=state["answer"], plan=state["plan"], quotes=state.get("quotes", []), used=state.get("used", []),
             event_ids=state.get("event_ids", []), timings_ms=state.get("timings_ms", {}),
         )
+
+    def plan(self, user: str | Scope, query: str, *, local_only: bool = False, latency_budget_ms: int | None = None) -> Plan:
+        """The plan `respond` would follow, with its reasons, without retrieving or generating."""
+        self.graph  # noqa: B018 - builds the nodes
+        assert self._nodes is not None
+        return self._nodes.plan_only(self._request(user, query, "default", (), None, local_only, latency_budget_ms))
+
+    def _request(
+        self, user: str | Scope, query: str, thread_id: str, history: Sequence[BaseMessage], user_name: str | None,
+        local_only: bool, latency_budget_ms: int | None,
+    ) -> dict[str, Any]:
+        scope = self.scope(user)
+        return {
+            "tenant": scope.tenant, "user_id": scope.user_id, "thread_id": thread_id, "query": query,
+            "history": list(history), "user_name": user_name or self._speaker(scope),
+            "local_only": local_only, "latency_budget_ms": latency_budget_ms,
+        }
 
     def _speaker(self, scope: Scope) -> str:
         """The user's own name in their history (imported chats name people), else their id."""
@@ -136,12 +154,13 @@ class Assistant:
                 repetition_penalty=self.settings.local_repetition_penalty,
             )
             self._local = local
-            self._graph = build_respond_graph(
+            self._nodes = respond_nodes(
                 self.memory, self.chat_model, local_model=local, adapters=self.registry,
                 generator=_LazyGenerator(self), policy=self.policy, reflection=self.reflection,
                 config=RespondConfig(token_budget=self.settings.respond_token_budget),
                 count_tokens=_token_counter(self.chat_model),
             )
+            self._graph = compile_respond_graph(self._nodes)
         return self._graph
 
     # --- adapters ----------------------------------------------------------------------------

@@ -510,6 +510,11 @@ def demo(
         for name, value in _profile_rows(memory.profile(scope)):
             profile.add_row(name, escape(value))
         console.print(profile)
+
+        console.print(Rule("[bold]personalized answers"))
+        from .cli_chat import show_demo_answers
+
+        show_demo_answers(settings, memory, scope)
     command = f'personagraph --data-dir {folder} recall {DEMO_USER} "your question"'
     console.print(f"\nexplore it: [bold]{escape(command)}[/]", soft_wrap=True)
 

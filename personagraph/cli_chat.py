@@ -97,6 +97,34 @@ def chat(
                 assistant.close()
 
 
+DEMO_REQUESTS = ("Where do I live now?", "Write a short note to my sister about our trip", "What is the capital of Portugal?")
+
+
+def show_demo_answers(settings, memory, scope) -> None:  # type: ignore[no-untyped-def]
+    """The demo's last part: the planner's choice for three kinds of request, and one answer
+    from the local model with the memories it was given and used."""
+    assistant = Assistant(memory, chat_model=settings.respond_model, reflection_model="none", settings=settings)
+    try:
+        for n, text in enumerate(DEMO_REQUESTS):
+            console.print(f"[bold]sam>[/] {escape(text)}")
+            if n == 0:
+                with err_console.status("loading the local model and answering…"):
+                    reply = assistant.respond(scope, text, thread_id="demo")
+                console.print(f"[bold cyan]assistant>[/] {escape(reply.answer)}")
+                _show_plan(reply)
+                _show_memories(reply)
+                console.print(
+                    "[dim](SmolLM2-135M is tiny: the memories above are right, its answer may not be. "
+                    "PERSONAGRAPH_RESPOND_MODEL=provider:model answers with a bigger model.)[/]"
+                )
+            else:
+                plan = assistant.plan(scope, text)
+                console.print(f"[dim]plan: {plan.backend}; memories: {', '.join(plan.memory_kinds) or 'none'} k={plan.k}[/]")
+                console.print(f"[dim]  · {escape(plan.reasons[-1])}[/]")
+    finally:
+        assistant.close()
+
+
 adapters_app = typer.Typer(help="Train, list, evaluate and delete a user's own adapters.", no_args_is_help=True)
 app.add_typer(adapters_app, name="adapters")
 

@@ -136,6 +136,10 @@ class RespondNodes:
             update["recent_ids"] = [e.id for e in recent]
         return {**update, "timings_ms": {"context": _ms(started)}}
 
+    def plan_only(self, state: RespondState) -> Plan:
+        """What the graph would decide for this request, without retrieving or generating."""
+        return self.policy.plan(self.context(state)["features"])
+
     def plan(self, state: RespondState) -> dict[str, Any]:
         started = time.perf_counter()
         plan = self.policy.plan(state["features"])
@@ -222,7 +226,7 @@ class RespondNodes:
         return {"event_ids": [e.id for e in stored], "timings_ms": {**state["timings_ms"], "record": _ms(started)}}
 
 
-def build_respond_graph(
+def respond_nodes(
     memory: Memory,
     chat_model: BaseChatModel,
     *,
@@ -233,18 +237,20 @@ def build_respond_graph(
     reflection: ReflectionHandoff | None = None,
     config: RespondConfig | None = None,
     count_tokens: Callable[[str], int] | None = None,
-    checkpointer: Checkpointer = None,
-) -> CompiledStateGraph:
-    """Compile the respond graph. `chat_model` answers prompting requests; `local_model` (the
+) -> RespondNodes:
+    """The graph's nodes, wired. `chat_model` answers prompting requests; `local_model` (the
     same when the chat model is local) serves `local_only` and contrastive requests; `adapters`
     and `generator` enable the adapter backends; `reflection` turns exchanges into memory."""
     from personagraph.agents.llm.local import LocalChatModel
 
     is_local = isinstance(chat_model, LocalChatModel)
-    nodes = RespondNodes(
+    return RespondNodes(
         memory, chat_model, is_local, local_model or (chat_model if is_local else None), adapters, generator,
         policy or RulePolicy(), reflection, config or RespondConfig(), count_tokens,
     )
+
+
+def compile_respond_graph(nodes: RespondNodes, checkpointer: Checkpointer = None) -> CompiledStateGraph:
     graph = StateGraph(RespondState)
     order = ("context", "plan", "retrieve", "generate", "record")
     for name in order:
@@ -254,6 +260,11 @@ def build_respond_graph(
         graph.add_edge(a, b)
     graph.add_edge(order[-1], END)
     return graph.compile(checkpointer=checkpointer)
+
+
+def build_respond_graph(memory: Memory, chat_model: BaseChatModel, *, checkpointer: Checkpointer = None, **options: Any) -> CompiledStateGraph:
+    """Compile the respond graph; `options` are those of `respond_nodes`."""
+    return compile_respond_graph(respond_nodes(memory, chat_model, **options), checkpointer)
 
 
 def _as_message(event: Event) -> BaseMessage:
