@@ -20,6 +20,7 @@ from langchain_core.messages import BaseMessage
 from pydantic import BaseModel, ConfigDict
 
 from personagraph.agents.adapters.registry import AdapterRegistry, TrainOutcome
+from personagraph.agents.adapters.scheduler import RetrainScheduler
 from personagraph.agents.adapters.training import TrainConfig
 from personagraph.agents.llm.registry import load_chat_model
 from personagraph.agents.planner import Plan, PlannerConfig, PlanPolicy, RulePolicy
@@ -87,6 +88,10 @@ class Assistant:
             memory, reflector, config=ReflectionConfig(use_model=reflector is not None),
             budget=LLMBudget(per_user_per_hour=self.settings.llm_calls_per_user_per_hour),
         ))
+        self.retraining = RetrainScheduler(
+            self.registry, config=TrainConfig(kind="lora", time_budget_s=self.settings.adapter_train_seconds),
+            on_trained=self._trained,
+        ) if self.settings.adapter_auto_train else None
         self._local: BaseChatModel | None = None
         self._generator: Any = None
         self._graph: Any = None
@@ -113,8 +118,11 @@ class Assistant:
         local_only: bool = False,
         latency_budget_ms: int | None = None,
     ) -> Reply:
-        """Plan, retrieve, generate, record and schedule reflection for one request."""
+        """Plan, retrieve, generate, record and schedule reflection for one request; with
+        `adapter_auto_train`, also schedule the user's adapter training once it is due."""
         state = self.graph.invoke(self._request(user, query, thread_id, history, user_name, local_only, latency_budget_ms))
+        if self.retraining is not None:
+            self.retraining.maybe_schedule(self.scope(user))
         return Reply(
             answer=state["answer"], plan=state["plan"], quotes=state.get("quotes", []), used=state.get("used", []),
             event_ids=state.get("event_ids", []), timings_ms=state.get("timings_ms", {}),
@@ -165,6 +173,10 @@ class Assistant:
 
     # --- adapters ----------------------------------------------------------------------------
 
+    def _trained(self, scope: Scope, outcome: TrainOutcome, replaced: list[str]) -> None:
+        if outcome.registered and self._generator is not None:
+            self._generator.forget(scope, replaced)
+
     def train_adapter(self, user: str | Scope, kind: AdapterKind = "lora", *, config: TrainConfig | None = None, progress: bool = True) -> TrainOutcome:
         scope = self.scope(user)
         replaced = [a.id for a in self.memory.adapters(scope, adapter_kind=kind, status="registered")]
@@ -210,7 +222,10 @@ class Assistant:
         return self._generator
 
     def close(self) -> None:
+        """Finish pending reflections and any adapter training under way, then release everything."""
         self.reflection.shutdown(wait=True)
+        if self.retraining is not None:
+            self.retraining.shutdown(wait=True)
         if self._generator is not None:
             self._generator.close()
         if self._owns_memory:

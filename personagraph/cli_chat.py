@@ -93,7 +93,9 @@ def chat(
                 elif text:
                     ask(text)
         finally:
-            with err_console.status("saving the conversation to memory…"):
+            busy = assistant.retraining is not None and assistant.retraining.pending()
+            note = "saving the conversation to memory and finishing adapter training…" if busy else "saving the conversation to memory…"
+            with err_console.status(note):
                 assistant.close()
 
 
@@ -103,7 +105,8 @@ DEMO_REQUESTS = ("Where do I live now?", "Write a short note to my sister about 
 def show_demo_answers(settings, memory, scope) -> None:  # type: ignore[no-untyped-def]
     """The demo's last part: the planner's choice for three kinds of request, and one answer
     from the local model with the memories it was given and used."""
-    assistant = Assistant(memory, chat_model=settings.respond_model, reflection_model="none", settings=settings)
+    demo_settings = settings.model_copy(update={"adapter_auto_train": False})
+    assistant = Assistant(memory, chat_model=settings.respond_model, reflection_model="none", settings=demo_settings)
     try:
         for n, text in enumerate(DEMO_REQUESTS):
             console.print(f"[bold]sam>[/] {escape(text)}")

@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     adapter_train_seconds: float = Field(240.0, gt=0, description="time budget of one adapter training on CPU")
     adapter_retrain_after: int = Field(50, ge=1, description="new messages from the user before retraining is due")
     adapter_min_messages: int = Field(20, ge=2, description="messages from the user before a first adapter is due")
+    adapter_auto_train: bool = Field(True, description="train a user's adapter in the background once it is due")
     max_loaded_adapters: int = Field(8, ge=1, description="adapters kept loaded on the local model (LRU)")
 
     @property

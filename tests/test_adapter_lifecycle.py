@@ -56,7 +56,7 @@ def assistant(tmp_path_factory: pytest.TempPathFactory) -> Assistant:
     memory = Memory(RecordStore.sqlite(root / "records.sqlite"), EdgeIndex(root / "index"), MiniLMEmbedder())
     memory.add_events(ZED, _conversation("Zed", _zed_lines()))
     memory.add_events(GIB, _conversation("Gib", _gibberish_then_english()))
-    settings = Settings(data_dir=root, adapter_retrain_after=10)
+    settings = Settings(data_dir=root, adapter_retrain_after=10, adapter_auto_train=False)
     helper = Assistant(memory, chat_model="local:smollm2", reflection_model="none", settings=settings, owns_memory=True)
     yield helper
     helper.close()
@@ -141,3 +141,18 @@ def test_deleting_and_forgetting_remove_weights_and_unload(assistant: Assistant)
         generator.runtime.generate_batch([GenerationRequest([1, 2, 3], adapter="u_missing", max_new_tokens=2)])
     receipt = assistant.forget_user(GIB)
     assert receipt.complete and assistant.memory.adapters(GIB) == []
+
+
+def test_enough_new_messages_schedule_training_in_the_background(tmp_path: Path) -> None:
+    amy = Scope(tenant="t", user_id="amy")
+    memory = Memory(RecordStore.sqlite(tmp_path / "records.sqlite"), EdgeIndex(tmp_path / "index"), MiniLMEmbedder())
+    memory.add_events(amy, _conversation("Amy", [f"honestly {TOPICS[n % len(TOPICS)]} was grand, cheers" for n in range(24)]))
+    settings = Settings(data_dir=tmp_path, adapter_min_messages=20, adapter_train_seconds=15, adapter_auto_train=True)
+    with Assistant(memory, chat_model="local:smollm2", reflection_model="none", settings=settings, owns_memory=True) as helper:
+        helper.respond(amy, "What did I say about the gym?")
+        assert helper.retraining.stats.scheduled == 1
+        assert helper.retraining.wait(timeout=600)
+        records = memory.adapters(amy)
+        assert len(records) == 1 and records[0].sources
+        assert helper.retraining.stats.registered + helper.retraining.stats.rejected == 1
+        assert not helper.retraining.maybe_schedule(amy)  # trained on everything there is: not due again
