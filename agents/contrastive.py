@@ -42,17 +42,18 @@ class ContrastiveLogitsProcessor:
     """
 
     def __init__(self, model: Any, neutral_prompt_ids: list[int], strength: float, *, adapter: str | None = None) -> None:
+        """`model` is the model, or a function returning it: the runtime swaps in a peft
+        wrapper when its first adapter loads, so the model is read at the first step, which
+        runs under the runtime's lock, never before it."""
         if not neutral_prompt_ids:
             raise ValueError("the neutral prompt is empty")
         if not math.isfinite(strength):
             raise ValueError("strength must be a finite number")
-        self.model = model
+        self._model_source = model if callable(model) and not hasattr(model, "forward") else (lambda: model)
+        self.model: Any = None
+        self.adapter = adapter
         self.strength = strength
         self._extra: dict[str, Any] = {}
-        if _is_peft(model):  # the neutral pass must run the same LoRA as the steered one
-            from .llm.runtime import BASE
-
-            self._extra["adapter_names"] = [adapter or BASE]
         self._cache: Any = None
         self._seen: int | None = None  # length of the steered sequence already mirrored
         self._pending = list(neutral_prompt_ids)  # what the neutral pass has yet to read
@@ -63,6 +64,12 @@ class ContrastiveLogitsProcessor:
         if input_ids.shape[0] != 1 or scores.shape[0] != 1:
             raise ValueError(f"contrastive decoding runs one sequence at a time, got a batch of {input_ids.shape[0]}")
         length = input_ids.shape[1]
+        if self.model is None:
+            self.model = self._model_source()
+            if _is_peft(self.model):  # the neutral pass must run the same LoRA as the steered one
+                from .llm.runtime import BASE
+
+                self._extra["adapter_names"] = [self.adapter or BASE]
         if self._seen is not None:
             if length <= self._seen:
                 raise RuntimeError("a ContrastiveLogitsProcessor serves one generation: make a new one per call")

@@ -11,11 +11,11 @@ leaves the machine under `local_only`) and the rules decide when it fails.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Literal, Protocol
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
+from personagraph.memory.errors import ConfigurationError
 from pydantic import BaseModel, Field
 
 from .query_need import QueryNeed
@@ -37,7 +37,6 @@ class PlanFeatures(BaseModel):
     adapter_id: str | None = Field(None, description="set only when an adapter backend is available to serve it")
     adapter_kind: Literal["lora", "prompt"] | None = None
     adapter_gain: float | None = Field(None, description="held-out perplexity drop against the base (0.2 = 20%)")
-    adapter_trained_at: datetime | None = None
     messages_since_training: int = 0
     latency_budget_ms: int | None = None
     local_only: bool = False
@@ -152,8 +151,8 @@ class RulePolicy:
         return True, f"{f.adapter_kind} adapter {f.adapter_id} lowers held-out perplexity by {gain:.1%}{note}"
 
 
-class PlanningError(ValueError):
-    """No plan can satisfy the request's constraints."""
+class PlanningError(ConfigurationError):
+    """No plan can satisfy the request's constraints (e.g. `local_only` with no local model)."""
 
 
 class _LLMChoice(BaseModel):

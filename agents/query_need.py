@@ -13,13 +13,16 @@ from typing import Literal
 
 QueryNeed = Literal["recall", "style", "general"]
 
+_LEAD = r"^\s*(?:(?:please|ok|okay|hey|can you|could you|would you|will you|help me|i need you to|i want you to|i'd like you to)[,\s]+)*"
 _STYLE = re.compile(
-    r"\b(write|draft|compose|rewrite|rephrase|reword|paraphrase|reply|respond|answer)\b.*\b(to|for|as|like|in|an?|my|this|that|the)\b"
-    r"|\b(in|with) my (own )?(style|voice|words|tone)\b|\bsound(s)? like me\b|\bas (if it were )?me\b"
-    r"|\b(tweet|post|caption|email|e-mail|message|text|note|letter|toast|speech|bio)\b.*\b(for|to) (me|my|him|her|them|the)\b"
-    r"|^\s*(write|draft|compose)\b",
+    _LEAD + r"(?:write|draft|compose|rewrite|rephrase|reword|paraphrase|reply|respond|pen|craft)\b"
+    r"|" + _LEAD + r"(?:make|create|come up with|give me|put together|prepare)\b.*"
+    r"\b(?:tweet|post|caption|email|e-mail|message|text|note|letter|toast|speech|bio|reply|invitation|card)\b"
+    r"|\b(?:in|with) my (?:own )?(?:style|voice|words|tone)\b|\bsounds? like me\b|\bas (?:if it were )?me\b",
     re.IGNORECASE,
 )
+# A question about what the user did or said is recall even when it names a writing verb.
+_PAST = re.compile(r"\b(?:did|have|had) i\b|\bi (?:said|told|wrote|mentioned)\b", re.IGNORECASE)
 # "How do I boil an egg?" is a how-to; "How do I usually take my coffee?" is a memory.
 _HOW_TO = re.compile(r"^\s*how (do|can|should|would) i\b(?!.*\b(my|usually|normally|like|prefer)\b)", re.IGNORECASE)
 _RECALL = re.compile(
@@ -33,8 +36,12 @@ _RECALL = re.compile(
 
 def classify_query(query: str) -> tuple[QueryNeed, str]:
     """The need of one request and the rule that decided it."""
+    if _HOW_TO.search(query):
+        return "general", "asks how to do something"
+    if _PAST.search(query):
+        return "recall", "asks about what the user did or said"
     if _STYLE.search(query):
         return "style", "asks for text written for or as the user"
-    if _RECALL.search(query) and not _HOW_TO.search(query):
+    if _RECALL.search(query):
         return "recall", "asks about the user's own facts, preferences or past"
     return "general", "asks nothing about the user"

@@ -224,8 +224,9 @@ AdapterStatus = Literal["registered", "rejected"]
 class AdapterRecord(Record):
     """One trained per-user adapter: where its weights are and how it was made and measured.
 
-    `sources` are the events it was trained or evaluated on: a model cannot unlearn one
-    message, so forgetting any of them deletes the adapter (record and weights). A `rejected`
+    `sources` are the events its training examples hold: a model cannot unlearn one message,
+    so forgetting any of them deletes the adapter (record and weights). `heldout_ids` are the
+    user's newer messages it was measured on, never trained on. A `rejected`
     adapter did not beat the base model on held-out messages; its record stays (so the
     planner and the CLI can say why there is none) but it has no weights.
     """
@@ -241,6 +242,8 @@ class AdapterRecord(Record):
     metrics: dict[str, float] = Field(default_factory=dict)
     path: Annotated[str, Field(max_length=4_000)] | None = None
     sources: list[RecordId] = Field(default_factory=list)
+    heldout_ids: list[RecordId] = Field(default_factory=list, description="the user's messages it was gated on")
+    speaker: Annotated[str, Field(max_length=200)] = ""
     trained_through: Timestamp | None = None
     reason: Annotated[str, Field(max_length=2_000)] = ""
 

@@ -11,6 +11,7 @@ events and reflected in the background; `close` waits for pending reflections.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
@@ -38,7 +39,7 @@ from personagraph.graphs.respond.graph import (
     respond_nodes,
 )
 from personagraph.memory import ForgetReceipt, Memory, Scope
-from personagraph.memory.errors import InvalidRecordError
+from personagraph.memory.errors import ConfigurationError, InvalidRecordError
 from personagraph.memory.models import AdapterKind, AdapterRecord
 
 from .factory import open_memory
@@ -96,6 +97,8 @@ class Assistant:
         self._generator: Any = None
         self._graph: Any = None
         self._nodes: RespondNodes | None = None
+        self._setup = threading.Lock()  # the lazy parts are built once even when first calls race
+        self._closed = False
 
     @classmethod
     def open(cls, settings: Settings | None = None, **kwargs: Any) -> Assistant:
@@ -120,6 +123,7 @@ class Assistant:
     ) -> Reply:
         """Plan, retrieve, generate, record and schedule reflection for one request; with
         `adapter_auto_train`, also schedule the user's adapter training once it is due."""
+        self._check_open()
         state = self.graph.invoke(self._request(user, query, thread_id, history, user_name, local_only, latency_budget_ms))
         if self.retraining is not None:
             self.retraining.maybe_schedule(self.scope(user))
@@ -155,21 +159,25 @@ class Assistant:
     @property
     def graph(self) -> Any:
         """The compiled respond graph (built on first use: it loads the local model lazily)."""
-        if self._graph is None:
-            from personagraph.agents.llm.local import LocalChatModel
-
-            local = self.chat_model if isinstance(self.chat_model, LocalChatModel) else LocalChatModel(
-                repetition_penalty=self.settings.local_repetition_penalty,
-            )
-            self._local = local
-            self._nodes = respond_nodes(
-                self.memory, self.chat_model, local_model=local, adapters=self.registry,
-                generator=_LazyGenerator(self), policy=self.policy, reflection=self.reflection,
-                config=RespondConfig(token_budget=self.settings.respond_token_budget),
-                count_tokens=_token_counter(self.chat_model),
-            )
-            self._graph = compile_respond_graph(self._nodes)
+        with self._setup:
+            if self._graph is None:
+                self._build_graph()
         return self._graph
+
+    def _build_graph(self) -> None:
+        from personagraph.agents.llm.local import LocalChatModel
+
+        local = self.chat_model if isinstance(self.chat_model, LocalChatModel) else LocalChatModel(
+            repetition_penalty=self.settings.local_repetition_penalty,
+        )
+        self._local = local
+        self._nodes = respond_nodes(
+            self.memory, self.chat_model, local_model=local, adapters=self.registry,
+            generator=_LazyGenerator(self), policy=self.policy, reflection=self.reflection,
+            config=RespondConfig(token_budget=self.settings.respond_token_budget),
+            count_tokens=_token_counter(self.chat_model),
+        )
+        self._graph = compile_respond_graph(self._nodes)
 
     # --- adapters ----------------------------------------------------------------------------
 
@@ -178,6 +186,7 @@ class Assistant:
             self._generator.forget(scope, replaced)
 
     def train_adapter(self, user: str | Scope, kind: AdapterKind = "lora", *, config: TrainConfig | None = None, progress: bool = True) -> TrainOutcome:
+        self._check_open()
         scope = self.scope(user)
         replaced = [a.id for a in self.memory.adapters(scope, adapter_kind=kind, status="registered")]
         outcome = self.registry.train(scope, kind=kind, config=config or TrainConfig(
@@ -196,12 +205,16 @@ class Assistant:
 
     def forget_user(self, user: str | Scope) -> ForgetReceipt:
         """Everything of the user goes: records, index, graph, adapter weights and loaded adapters."""
+        self._check_open()
         scope = self.scope(user)
         ids = [a.id for a in self.memory.adapters(scope)]
         self.reflection.flush()
         receipt = self.memory.forget_user(scope)
         if self._generator is not None:
             self._generator.forget(scope, ids)
+        # A training under way fails to register (its events are gone) and deletes its own folder;
+        # anything else left in the user's folder goes now.
+        self.registry.remove_user_folder(scope)
         return receipt
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -210,19 +223,28 @@ class Assistant:
         return user if isinstance(user, Scope) else Scope(tenant=self.settings.tenant, user_id=user)
 
     def adapter_generator(self) -> Any:
-        if self._generator is None:
-            from personagraph.agents.adapters.backend import LocalAdapterGenerator
+        """The adapter backend on the local model (loaded on first use)."""
+        graph_ready = self.graph is not None  # builds the local model reference first
+        with self._setup:
+            if self._generator is None and graph_ready:
+                from personagraph.agents.adapters.backend import LocalAdapterGenerator
 
-            if self._local is None:
-                self.graph  # noqa: B018 - builds the local model reference
-            self._generator = LocalAdapterGenerator(
-                self._local.runtime, max_adapters=self.settings.max_loaded_adapters,  # type: ignore[union-attr]
-                repetition_penalty=self.settings.local_repetition_penalty,
-            )
+                assert self._local is not None
+                self._generator = LocalAdapterGenerator(
+                    self._local.runtime, max_adapters=self.settings.max_loaded_adapters,  # type: ignore[attr-defined]
+                    repetition_penalty=self.settings.local_repetition_penalty,
+                )
         return self._generator
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ConfigurationError("this assistant is closed; open a new one")
 
     def close(self) -> None:
         """Finish pending reflections and any adapter training under way, then release everything."""
+        if self._closed:
+            return
+        self._closed = True
         self.reflection.shutdown(wait=True)
         if self.retraining is not None:
             self.retraining.shutdown(wait=True)

@@ -62,7 +62,7 @@ TEXT_LIMIT = 200  # characters of a memory shown in a table row
 DEMO_DIR = Path(".personagraph-demo")
 DEMO_USER = "sam"
 # What a data dir may hold for `demo` to wipe it; anything else means it is not ours to delete.
-DEMO_DIR_ENTRIES = {"records.sqlite", "records.sqlite-wal", "records.sqlite-shm", "index"}
+DEMO_DIR_ENTRIES = {"records.sqlite", "records.sqlite-wal", "records.sqlite-shm", "index", "adapters"}
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)

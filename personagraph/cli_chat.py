@@ -10,6 +10,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from personagraph.agents.adapters.registry import AdapterRegistry
 from personagraph.agents.adapters.training import TrainConfig
 from personagraph.memory.models import AdapterKind
 
@@ -174,16 +175,16 @@ def adapters_list(ctx: typer.Context, user: Annotated[str, typer.Argument(help="
     scope = _scope(settings, user)
     with _memory(settings) as memory:
         records = memory.adapters(scope)
-        events = memory.events(scope)
+        registry = AdapterRegistry(memory, settings.adapters_path)
+        fresh = {a.id: registry.messages_since(scope, a, a.speaker or None) for a in records}
     table = Table(box=box.SIMPLE_HEAD)
     for column in ("id", "kind", "status", "base ppl", "adapter ppl", "gain", "examples", "held out", "created", "fresh msgs"):
         table.add_column(column)
     for a in records:
-        fresh = sum(1 for e in events if a.trained_through and e.time > a.trained_through and e.role != "assistant")
         m = a.metrics
         table.add_row(
             a.id, a.adapter_kind, a.status, f"{m.get('base_ppl', 0):.2f}", f"{m.get('adapter_ppl', 0):.2f}",
-            f"{a.gain:+.1%}", str(a.example_count), str(a.heldout_count), f"{a.created_at:%Y-%m-%d %H:%M}", str(fresh),
+            f"{a.gain:+.1%}", str(a.example_count), str(a.heldout_count), f"{a.created_at:%Y-%m-%d %H:%M}", str(fresh[a.id]),
         )
     console.print(table if records else f"no adapters for {escape(user)}")
 

@@ -73,6 +73,8 @@ def test_an_adapter_that_beats_the_base_is_registered_with_its_figures(assistant
     assert record.metrics["adapter_ppl"] < record.metrics["base_ppl"]
     assert (record.example_count, record.heldout_count) == (32, 8)
     assert record.base_model and len(record.data_hash) >= 8 and Path(record.path, "adapter_config.json").is_file()
+    remeasured = assistant.registry.evaluate(ZED, record.id)  # on the same held-out messages
+    assert remeasured["heldout"] == 8 and remeasured["base_ppl"] == pytest.approx(record.metrics["base_ppl"], rel=1e-4)
     again = assistant.train_adapter(ZED, config=_fast(3e-3), progress=False)
     assert again.reused and again.record.id == record.id  # same data: nothing retrained
 

@@ -114,3 +114,14 @@ def test_llm_policy_failure_falls_back_to_rules() -> None:
 ])
 def test_how_to_is_not_recall(query: str, need: str) -> None:
     assert classify_query(query)[0] == need
+
+
+@pytest.mark.parametrize(("query", "need"), [
+    ("How do I write a for loop in Python?", "general"),
+    ("What is the answer to 2+2?", "general"),
+    ("What did I reply to my landlord?", "recall"),
+    ("Can you make a caption for my hiking photo?", "style"),
+])
+def test_writing_words_inside_other_questions(query: str, need: str) -> None:
+    """Found in review: a writing verb alone does not make a style request."""
+    assert classify_query(query)[0] == need

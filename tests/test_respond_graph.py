@@ -136,3 +136,20 @@ def test_empty_query_is_a_typed_error_and_stores_nothing(memory: Memory) -> None
     with pytest.raises(InvalidRecordError):
         _run(graph, ALICE, "   ")
     assert memory.events(ALICE) == []
+
+
+class VanishingGenerator(RecordingGenerator):
+    """The adapter was deleted between planning and generation."""
+
+    def generate(self, scope: Scope, messages: list[BaseMessage], adapter: AdapterRecord | None, *, max_new_tokens: int) -> str:
+        raise InvalidRecordError("weights are gone")
+
+
+def test_an_adapter_gone_after_planning_falls_back_to_prompting(memory: Memory, tmp_path: Any) -> None:
+    _seed(memory, ALICE, "Porto")
+    _adapter(memory, ALICE, tmp_path)
+    model = ScriptedChatModel(script=["Hi team!"])
+    graph = build_respond_graph(memory, model, adapters=Registry(memory), generator=VanishingGenerator())
+    out = _run(graph, ALICE, "Draft a message to my team about Friday")
+    assert out["answer"] == "Hi team!" and out["plan"].backend == "prompting"
+    assert "adapter unavailable" in out["plan"].reasons[-1]

@@ -33,7 +33,7 @@ class SFTExample(BaseModel):
     """One prompt (chat messages without the assistant turn) and the assistant text to learn.
 
     `source_ids` names every record whose words are in the example (target and context), so
-    forgetting any of them can tell which adapters to retrain.
+    an adapter can record every event it rests on (forgetting one deletes the adapter).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -100,10 +100,14 @@ def style_examples(events: Iterable[Event], user_speaker: str, context_turns: in
 
 
 def fact_examples(facts: Iterable[Fact], user_speaker: str) -> list[SFTExample]:
-    """One example per active fact: a question about the user, answered by the fact's text."""
+    """One example per active fact about the user (its subject, or named in its text when it
+    has none): a question about the user, answered by the fact's text. Facts about other
+    people in the conversation would teach the adapter wrong things about the user."""
     examples = []
+    me = user_speaker.casefold()
     for fact in facts:
-        if fact.status != "active":
+        about_me = fact.subject.casefold() == me if fact.subject else me in fact.text.casefold()
+        if fact.status != "active" or not about_me:
             continue
         examples.append(SFTExample(
             messages=[

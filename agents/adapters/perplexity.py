@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from personagraph.agents.llm.errors import UnknownAdapterError
+from personagraph.agents.llm.runtime import BASE
 from personagraph.memory.errors import InvalidRecordError
 from pydantic import BaseModel
 
 from .examples import SFTExample
 
 IGNORE = -100  # label of positions that are not predicted (prompt, padding, virtual tokens)
-BASE = "__base__"  # peft's adapter name for "no adapter" in a batch
 
 
 class PerplexityReport(BaseModel):

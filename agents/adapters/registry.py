@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from personagraph.memory.api import Memory
+from personagraph.memory.artifacts import WEIGHTS_MARKER
 from personagraph.memory.errors import InvalidRecordError
 from personagraph.memory.models import AdapterKind, AdapterRecord, Event, now
 from personagraph.memory.scope import Scope
 
-from .examples import TrainingData, build_training_data
+from .examples import TrainingData, build_training_data, style_examples
 from .training import (
     TrainConfig,
     TrainReport,
@@ -74,9 +75,21 @@ class AdapterRegistry:
 
     def current(self, scope: Scope, kind: AdapterKind | None = None) -> AdapterRecord | None:
         """The user's registered adapter of `kind`; without a kind, the one with the best
-        held-out gain (a user may have both a LoRA and a soft prompt)."""
-        found = self.memory.adapters(scope, adapter_kind=kind, status="registered")
+        held-out gain (a user may have both a LoRA and a soft prompt). Only adapters whose
+        weights are in this user's own folder count: a record pointing anywhere else, or at
+        weights deleted by hand, is never served."""
+        found = [a for a in self.memory.adapters(scope, adapter_kind=kind, status="registered") if self.servable(scope, a)]
         return max(found, key=lambda a: a.gain) if found else None
+
+    def folder(self, scope: Scope, adapter_id: str) -> Path:
+        return self.root / scope.tenant / scope.user_id / adapter_id
+
+    def servable(self, scope: Scope, record: AdapterRecord) -> bool:
+        """Registered, with its weights on disk in this user's folder."""
+        if record.status != "registered" or not record.path:
+            return False
+        own = self.folder(scope, record.id).resolve()
+        return Path(record.path).resolve() == own and (own / WEIGHTS_MARKER).is_file()
 
     def user_speaker(self, scope: Scope, events: list[Event] | None = None) -> str:
         """Who the user is in their own history: the most frequent speaker of user-role messages
@@ -131,26 +144,42 @@ class AdapterRegistry:
         config = config or TrainConfig(kind=kind)
         if config.kind != kind:
             raise InvalidRecordError(f"config is for {config.kind!r} adapters, not {kind!r}")
-        known = self.memory.adapters(scope, adapter_kind=kind)
-        for record in known:
-            if record.data_hash == data.data_hash and record.base_model == BASE_MODEL:
-                return TrainOutcome(record, None, reused=True)
-        record_id = AdapterRecord(
-            adapter_kind=kind, status="rejected", base_model=BASE_MODEL, data_hash=data.data_hash,
-            example_count=0, heldout_count=0,
-        ).id
-        folder = self.root / scope.tenant / scope.user_id / record_id
         with self._lock:
-            base, tokenizer = self._training_base()
-            report = train_adapter(base, tokenizer, data.train, config, folder, progress=progress)
-            base_ppl, adapter_ppl = evaluate_adapter(base, tokenizer, data.heldout, folder, kind)
+            known = self.memory.adapters(scope, adapter_kind=kind)
+            for record in known:  # the same data again: keep what it gave, unless its weights are gone
+                same = record.data_hash == data.data_hash and record.base_model == BASE_MODEL
+                if same and (record.status == "rejected" or self.servable(scope, record)):
+                    return TrainOutcome(record, None, reused=True)
+            record_id = AdapterRecord(
+                adapter_kind=kind, status="rejected", base_model=BASE_MODEL, data_hash=data.data_hash,
+                example_count=0, heldout_count=0,
+            ).id
+            folder = self.folder(scope, record_id)
+            try:
+                record, report = self._train_and_gate(scope, kind, speaker, data, config, folder, progress)
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)  # no orphan weights, e.g. when the user was forgotten meanwhile
+                raise
+        if record.status == "registered":  # the new adapter replaces the older ones of its kind
+            for old in known:
+                if old.status == "registered" and old.id != record.id:
+                    self.memory.delete_adapter(scope, old.id)
+        return TrainOutcome(record, report)
+
+    def _train_and_gate(
+        self, scope: Scope, kind: AdapterKind, speaker: str, data: TrainingData, config: TrainConfig, folder: Path, progress: bool,
+    ) -> tuple[AdapterRecord, TrainReport]:
+        base, tokenizer = self._training_base()
+        report = train_adapter(base, tokenizer, data.train, config, folder, progress=progress)
+        base_ppl, adapter_ppl = evaluate_adapter(base, tokenizer, data.heldout, folder, kind)
         gain = 1.0 - adapter_ppl.ppl / base_ppl.ppl
         registered = gain > self.min_gain
+        heldout_ids = [x.source_ids[0] for x in data.heldout]
         # Held-out messages were seen (to gate) though not trained on: new data is what came after.
         seen = set(data.event_ids) | {i for x in data.heldout for i in x.source_ids}
         times = [e.time for e in self.memory.events(scope) if e.id in seen]
         record = AdapterRecord(
-            id=record_id, adapter_kind=kind, status="registered" if registered else "rejected",
+            id=folder.name, adapter_kind=kind, status="registered" if registered else "rejected",
             base_model=BASE_MODEL, data_hash=data.data_hash, example_count=len(data.train),
             heldout_count=len(data.heldout),
             metrics={
@@ -158,7 +187,8 @@ class AdapterRegistry:
                 "train_seconds": report.seconds, "steps": float(report.steps), "bytes": float(report.bytes_on_disk),
             },
             path=str(folder) if registered else None,
-            sources=sorted(data.event_ids), trained_through=max(times) if times else now(),
+            sources=sorted(data.event_ids), heldout_ids=heldout_ids, speaker=speaker,
+            trained_through=max(times) if times else now(),
             reason=(
                 f"held-out perplexity {adapter_ppl.ppl:.2f} vs base {base_ppl.ppl:.2f} ({gain:+.1%}) for speaker {speaker}"
                 + ("" if registered else f"; not above the required gain {self.min_gain:.0%}, weights deleted")
@@ -167,34 +197,30 @@ class AdapterRegistry:
         if not registered:
             shutil.rmtree(folder, ignore_errors=True)
         self.memory.register_adapter(scope, record)
-        if registered:  # the new adapter replaces the older ones of its kind
-            for old in known:
-                if old.status == "registered":
-                    self.memory.delete_adapter(scope, old.id)
-        return TrainOutcome(record, report)
+        return record, report
 
     def evaluate(self, scope: Scope, adapter_id: str) -> dict[str, float]:
-        """Held-out perplexity of base and adapter again, on the split the adapter was made with."""
-        record = self._registered(scope, adapter_id)
-        events = [e for e in self.memory.events(scope) if e.id in set(record.sources)]
-        data = build_training_data(
-            events, [], self.user_speaker(scope, events), heldout_fraction=self.heldout_fraction, max_train=self.max_train,
-        )
+        """Held-out perplexity of base and adapter again, on the messages it was gated on."""
+        record = next((a for a in self.memory.adapters(scope) if a.id == adapter_id), None)
+        if record is None or not self.servable(scope, record):
+            raise InvalidRecordError(f"no registered adapter {adapter_id!r} with weights for this user")
+        held = set(record.heldout_ids)
+        examples = [x for x in style_examples(self.memory.events(scope), record.speaker) if x.source_ids[0] in held]
+        if not examples:
+            raise InvalidRecordError(f"the held-out messages of adapter {adapter_id!r} are no longer in memory")
         with self._lock:
             base, tokenizer = self._training_base()
-            base_ppl, adapter_ppl = evaluate_adapter(base, tokenizer, data.heldout, Path(record.path or ""), record.adapter_kind)
+            base_ppl, adapter_ppl = evaluate_adapter(base, tokenizer, examples, Path(record.path or ""), record.adapter_kind)
         return {"base_ppl": base_ppl.ppl, "adapter_ppl": adapter_ppl.ppl, "gain": 1.0 - adapter_ppl.ppl / base_ppl.ppl,
-                "heldout": float(len(data.heldout))}
+                "heldout": float(len(examples))}
 
     def delete(self, scope: Scope, kind: AdapterKind | None = None) -> list[AdapterRecord]:
         """Delete the user's adapters (of `kind`), records and weights."""
         return [self.memory.delete_adapter(scope, a.id) for a in self.memory.adapters(scope, adapter_kind=kind)]
 
-    def _registered(self, scope: Scope, adapter_id: str) -> AdapterRecord:
-        record = next((a for a in self.memory.adapters(scope) if a.id == adapter_id), None)
-        if record is None or record.status != "registered":
-            raise InvalidRecordError(f"no registered adapter {adapter_id!r} for this user")
-        return record
+    def remove_user_folder(self, scope: Scope) -> None:
+        """Remove whatever is left under the user's adapter folder (after forgetting them)."""
+        shutil.rmtree(self.root / scope.tenant / scope.user_id, ignore_errors=True)
 
     def _training_base(self) -> tuple[Any, Any]:
         if self._base is None:

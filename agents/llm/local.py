@@ -242,7 +242,7 @@ class LocalChatModel(BaseChatModel):
         processors = []
         if call.contrast is not None and call.contrast.strength != 0:  # λ = 0 is plain decoding: skip the second pass
             neutral = self._prompt(runtime, call.contrast.neutral_messages, None)
-            processors.append(ContrastiveLogitsProcessor(runtime.model, neutral, call.contrast.strength, adapter=call.adapter))
+            processors.append(ContrastiveLogitsProcessor(lambda: runtime.model, neutral, call.contrast.strength, adapter=call.adapter))
         streamer = TextIteratorStreamer(runtime.tokenizer, skip_prompt=True, skip_special_tokens=True)
         cancel = threading.Event()
         outcome: dict[str, Any] = {}

@@ -28,6 +28,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 from personagraph.agents.adapters.examples import persona_instruction
 from personagraph.agents.contrastive import ContrastSpec
+from personagraph.agents.llm.errors import UnknownAdapterError
 from personagraph.agents.planner import Plan, PlanFeatures, PlanPolicy, RulePolicy
 from personagraph.agents.prompting import (
     MemoryQuote,
@@ -38,7 +39,7 @@ from personagraph.agents.prompting import (
 )
 from personagraph.agents.query_need import classify_query
 from personagraph.memory.api import Memory
-from personagraph.memory.errors import InvalidRecordError
+from personagraph.memory.errors import ConfigurationError, InvalidRecordError
 from personagraph.memory.models import AdapterRecord, Event, now
 from personagraph.memory.scope import Scope
 from personagraph.memory.search import RetrievedItem
@@ -122,7 +123,6 @@ class RespondNodes:
             adapter_id=adapter.id if adapter else None,
             adapter_kind=adapter.adapter_kind if adapter else None,
             adapter_gain=adapter.gain if adapter else None,
-            adapter_trained_at=adapter.created_at if adapter else None,
             messages_since_training=self.adapters.messages_since(scope, adapter) if adapter and self.adapters else 0,
             latency_budget_ms=state.get("latency_budget_ms"),
             local_only=bool(state.get("local_only", False)),
@@ -171,29 +171,44 @@ class RespondNodes:
     def generate(self, state: RespondState) -> dict[str, Any]:
         started = time.perf_counter()
         plan, scope = state["plan"], _scope(state)
+        prompt = self._prompt(state, scope, plan)
+        update: dict[str, Any] = {}
+        answer = None
+        if plan.backend != "prompting":
+            try:
+                answer = self._with_adapter(scope, plan, prompt)
+            except (InvalidRecordError, ConfigurationError, UnknownAdapterError) as exc:
+                # Retrained, deleted or forgotten between planning and now: answer anyway.
+                reason = f"adapter unavailable ({exc}); answered by prompting instead"
+                plan = plan.model_copy(update={"backend": "prompting", "adapter_id": None, "reasons": [*plan.reasons, reason]})
+                prompt = self._prompt(state, scope, plan)
+                update["plan"] = plan
+        if answer is None:
+            answer = self._prompting(plan, prompt)
+        quotes = prompt.quotes if plan.backend != "adapter" else []
+        return {
+            **update, "prompt": prompt, "answer": answer, "quotes": quotes, "used": used_memories(answer, quotes),
+            "timings_ms": {**state["timings_ms"], "generate": _ms(started)},
+        }
+
+    def _with_adapter(self, scope: Scope, plan: Plan, prompt: PersonalPrompt) -> str:
+        assert self.generator is not None and self.adapters is not None
+        adapter = self.adapters.current(scope)
+        if adapter is None or adapter.id != plan.adapter_id:
+            raise InvalidRecordError(f"adapter {plan.adapter_id!r} is no longer this user's current adapter")
+        messages = prompt.neutral_messages if plan.backend == "adapter" else prompt.messages
+        return self.generator.generate(scope, messages, adapter, max_new_tokens=self.config.max_new_tokens)
+
+    def _prompt(self, state: RespondState, scope: Scope, plan: Plan) -> PersonalPrompt:
         profile = self.memory.profile(scope) if plan.use_profile and plan.backend != "adapter" else None
         name = state.get("user_name") or scope.user_id
         # An adapter was trained to write as the user under its persona line: serve it the same way.
         instructions = persona_instruction(name) if plan.backend != "prompting" else self.config.instructions
-        prompt = build_personal_prompt(
+        return build_personal_prompt(
             state["query"], profile=profile, items=state.get("items", []), history=state.get("history", []),
             token_budget=self.config.token_budget, count_tokens=self.count_tokens,
             instructions=instructions, user_name=name,
         )
-        if plan.backend == "prompting":
-            answer = self._prompting(plan, prompt)
-        else:
-            assert self.generator is not None and self.adapters is not None
-            adapter = self.adapters.current(scope)
-            if adapter is None or adapter.id != plan.adapter_id:  # deleted or replaced since planning
-                raise InvalidRecordError(f"adapter {plan.adapter_id!r} is no longer this user's current adapter")
-            messages = prompt.neutral_messages if plan.backend == "adapter" else prompt.messages
-            answer = self.generator.generate(scope, messages, adapter, max_new_tokens=self.config.max_new_tokens)
-        quotes = prompt.quotes if plan.backend != "adapter" else []
-        return {
-            "prompt": prompt, "answer": answer, "quotes": quotes, "used": used_memories(answer, quotes),
-            "timings_ms": {**state["timings_ms"], "generate": _ms(started)},
-        }
 
     def _prompting(self, plan: Plan, prompt: PersonalPrompt) -> str:
         if plan.generator == "local":
