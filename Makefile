@@ -37,6 +37,7 @@ bench: install
 	# the local model row takes ~15 min for one conversation's first 15 sessions on 2 CPU cores
 	$(BIN)/python -m benchmarks.reflection --data $(DATA)/locomo/locomo_dev.json --model local:smollm2 --model-samples 1 --model-sessions 15 --out benchmarks/results/reflection_locomo.json
 	# four users (two conversations), a LoRA and a soft prompt each at 180 s: ~35 min on 2 CPU cores
+	$(BIN)/python -m benchmarks.adapter_serving --out benchmarks/results/adapter_serving.json
 	$(BIN)/python -m benchmarks.personalization --data $(DATA)/locomo/locomo_dev.json --samples 2 --train-seconds 180 --out benchmarks/results/personalization.json
 
 clean:

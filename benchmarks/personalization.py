@@ -54,6 +54,7 @@ from personagraph.memory import Memory, MiniLMEmbedder, Scope
 from personagraph.memory.ingest import LocomoSample, read_locomo
 from personagraph.memory.models import AdapterRecord
 
+from .adapter_serving import serving_figures, serving_table
 from .common import console, fresh_memory, print_table, write_json
 
 CONDITIONS = ("base", "base+memory", "soft_prompt", "soft_prompt+memory", "adapter", "adapter+memory")
@@ -156,67 +157,14 @@ def measure_user(sample: LocomoSample, speaker: str, base: Any, tokenizer: Any, 
 
 
 def measure_serving(users: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
-    """Switch time, lazy load time and mixed-batch throughput on the bf16 serving runtime."""
-    from personagraph.agents.adapters.serving import AdapterPool, adapter_handle
-    from personagraph.agents.llm.runtime import ChatRuntime, GenerationRequest
-    from personagraph.agents.llm.weights import model_dir
+    """Switch time, lazy load time and mixed-batch throughput with the adapters trained here."""
+    from personagraph.agents.adapters.serving import adapter_handle
 
-    runtime = ChatRuntime.load(model_dir(), "bfloat16")
-    pool = AdapterPool(runtime, max_adapters=len(users) + 1)
-    served = []
-    for user in users:
-        if "lora" in user["adapters"]:
-            name = adapter_handle(user["scope"], user["adapters"]["lora"]["id"])
-            served.append(pool.acquire(name, user["adapters"]["lora"]["path"], "lora"))
-    soft = [pool.acquire(adapter_handle(u["scope"], u["adapters"]["prompt"]["id"]), u["adapters"]["prompt"]["path"], "prompt")
-            for u in users if "prompt" in u["adapters"]]
-    load_ms = pool.stats().get("load_ms", [])  # LoRA loads first, then the soft-prompt reads
-    lora_load_ms, soft_load_ms = load_ms[: len(served)], load_ms[len(served):]
-    if len(served) < 2:
-        return {"note": "fewer than two LoRA adapters: nothing to switch between", "lora_load_ms": lora_load_ms}
-    prompt = runtime.tokenizer.apply_chat_template(
-        [{"role": "user", "content": "Tell me about your weekend."}], add_generation_prompt=True, tokenize=True, return_dict=True,
-    )["input_ids"]
-
-    def one(adapter: str | None) -> float:
-        started = time.perf_counter()
-        runtime.generate_batch([GenerationRequest(list(prompt), adapter=adapter, max_new_tokens=args.switch_tokens)])
-        return (time.perf_counter() - started) * 1000
-
-    a, b = served[0].name, served[1].name
-    one(a)  # warm up
-    same = [one(a) for _ in range(args.repeats * 4)]
-    alternating = [one(b if i % 2 else a) for i in range(args.repeats * 4)]
-
-    def batch_rate(rows: list[GenerationRequest]) -> float:
-        started = time.perf_counter()
-        outputs = runtime.generate_batch(rows)
-        return sum(len(o) for o in outputs) / (time.perf_counter() - started)
-
-    size, tokens = args.batch_rows, args.batch_tokens
-    def rows(adapters: list[str | None]) -> list[GenerationRequest]:
-        return [GenerationRequest(list(prompt), adapter=adapters[i % len(adapters)], max_new_tokens=tokens) for i in range(size)]
-
-    mixed_names: list[str | None] = [s.name for s in served[:4]] + [None]
-    layouts = {"all_base": rows([None]), "single_adapter": rows([a]), "mixed_adapters": rows(mixed_names)}
-    if soft:
-        layouts["mixed_with_soft_prompts"] = [
-            GenerationRequest(list(prompt), soft_prompt=soft[i % len(soft)].soft_prompt, max_new_tokens=tokens) if i % 3 == 2
-            else GenerationRequest(list(prompt), adapter=mixed_names[i % len(mixed_names)], max_new_tokens=tokens)
-            for i in range(size)
-        ]
-    # Output lengths differ by adapter (a row stops at its eos), so rates are tokens per second of
-    # the rows that ran; every layout runs the same number of rows and the same token limit.
-    throughput = {name: statistics.median(batch_rate(layout) for _ in range(args.repeats)) for name, layout in layouts.items()}
-    return {
-        "lora_load_ms": lora_load_ms, "soft_prompt_load_ms": soft_load_ms,
-        "request_ms_same_adapter": statistics.median(same),
-        "request_ms_alternating": statistics.median(alternating),
-        "switch_ms": statistics.median(alternating) - statistics.median(same),
-        "batch_rows": size, "batch_tokens": tokens,
-        "tokens_per_s": throughput,
-        "mixed_overhead": 1.0 - throughput["mixed_adapters"] / throughput["single_adapter"],
-    }
+    adapters = [
+        (adapter_handle(u["scope"], u["adapters"][kind]["id"]), u["adapters"][kind]["path"], kind)
+        for kind in ("lora", "prompt") for u in users if kind in u["adapters"]
+    ]
+    return serving_figures(adapters, repeats=args.repeats, switch_tokens=args.switch_tokens, rows=args.batch_rows, tokens=args.batch_tokens)
 
 
 def measure_planner(users: list[dict[str, Any]]) -> dict[str, Any]:
@@ -314,12 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     qa_rows = [[f"{u['sample']}/{u['speaker']}", u["qa"]["questions"], u["qa"]["prompting"], u["qa"]["adapter"], u["qa"]["adapter+memory"]] for u in users if u["qa"]]
     if qa_rows:
         print_table("recall: perplexity of reference answers", ["user", "questions", "prompting", "adapter", "adapter+memory"], qa_rows)
-    if "switch_ms" in serving:
-        print_table("serving", ["measure", "value"], [
-            ["switch ms (median)", serving["switch_ms"]], ["LoRA lazy load ms (median)", _median(serving["lora_load_ms"])],
-            ["soft prompt load ms (median)", _median(serving["soft_prompt_load_ms"])],
-            *([f"tokens/s {k}", v] for k, v in serving["tokens_per_s"].items()), ["mixed-batch overhead", serving["mixed_overhead"]],
-        ])
+    serving_table(serving)
     print_table(
         "planner on the labelled queries (recall + style, scored with this run's measurements)",
         ["policy", "picks the measured best", "mean log-perplexity", "recall picks", "style picks", "general picks"],
