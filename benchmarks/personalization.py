@@ -45,7 +45,7 @@ from personagraph.agents.adapters.training import (
     adapter_perplexity,
     load_training_base,
 )
-from personagraph.agents.planner import PlanFeatures, RulePolicy
+from personagraph.agents.planner import PlanFeatures, PlannerConfig, RulePolicy
 from personagraph.agents.prompting import build_personal_prompt, sanitize
 from personagraph.agents.query_need import classify_query
 from personagraph.graphs.reflection import build_reflection_graph
@@ -177,7 +177,8 @@ def measure_planner(users: list[dict[str, Any]]) -> dict[str, Any]:
     counted. The best backend per user and need is the one with the lowest measured perplexity."""
     queries = [json.loads(line) for line in QUERIES.read_text().splitlines() if line.strip()]
     policy = RulePolicy()
-    policies = ("planner", "always_prompt", "always_adapter")
+    recall_to_adapter = RulePolicy(PlannerConfig(recall_with_adapter=True))
+    policies = ("planner", "planner_recall_with_adapter", "always_prompt", "always_adapter")
     picks: dict[str, dict[str, dict[str, int]]] = {p: {} for p in policies}
     scored: dict[str, list[float]] = {p: [] for p in policies}
     best_hits: dict[str, list[bool]] = {p: [] for p in policies}
@@ -197,7 +198,10 @@ def measure_planner(users: list[dict[str, Any]]) -> dict[str, Any]:
                 query_need=need, need_reason=why, event_count=user["events"], fact_count=user["facts"],
                 adapter_id=user["adapters"]["lora"]["id"] if keeps else None, adapter_kind="lora" if keeps else None, adapter_gain=gain,
             )
-            chosen = {"planner": policy.plan(features).backend, "always_prompt": "prompting", "always_adapter": "adapter+memory"}
+            chosen = {
+                "planner": policy.plan(features).backend, "planner_recall_with_adapter": recall_to_adapter.plan(features).backend,
+                "always_prompt": "prompting", "always_adapter": "adapter+memory",
+            }
             measured = {k: v for k, v in quality.get(q["need"], {}).items() if v is not None}
             best = min(measured, key=measured.get) if measured else None  # type: ignore[arg-type]
             for name, backend in chosen.items():
@@ -268,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
         ["policy", "picks the measured best", "mean log-perplexity", "recall picks", "style picks", "general picks"],
         [[p, planner["best_backend_rate"][p], planner["mean_log_perplexity"][p],
           *(", ".join(f"{b} {n}" for b, n in planner["picks"][p].get(need, {}).items()) for need in ("recall", "style", "general"))]
-         for p in ("planner", "always_prompt", "always_adapter")],
+         for p in ("planner", "planner_recall_with_adapter", "always_prompt", "always_adapter")],
     )
     console.print(f"query-need rules agree with the labels on {planner['need_accuracy']:.0%} of the queries")
     write_json(args.out, {

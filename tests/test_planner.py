@@ -125,3 +125,10 @@ def test_how_to_is_not_recall(query: str, need: str) -> None:
 def test_writing_words_inside_other_questions(query: str, need: str) -> None:
     """Found in review: a writing verb alone does not make a style request."""
     assert classify_query(query)[0] == need
+
+
+def test_recall_can_go_to_the_adapter_with_memories_when_configured() -> None:
+    policy = RulePolicy(PlannerConfig(recall_with_adapter=True))
+    plan = policy.plan(features("Where do I work now?", **ADAPTER))
+    assert plan.backend == "adapter+memory" and "fact" in plan.memory_kinds and plan.k == PlannerConfig().recall_k
+    assert policy.plan(features("Where do I work now?")).backend == "prompting"  # no adapter: prompting as before
