@@ -14,11 +14,14 @@ from typing import Literal
 QueryNeed = Literal["recall", "style", "general"]
 
 _LEAD = r"^\s*(?:(?:please|ok|okay|hey|can you|could you|would you|will you|help me|i need you to|i want you to|i'd like you to)[,\s]+)*"
-_STYLE = re.compile(
+_WRITE_ORDER = re.compile(  # an imperative asking for a text: style, whatever it mentions after
     _LEAD + r"(?:write|draft|compose|rewrite|rephrase|reword|paraphrase|reply|respond|pen|craft)\b"
     r"|" + _LEAD + r"(?:make|create|come up with|give me|put together|prepare)\b.*"
-    r"\b(?:tweet|post|caption|email|e-mail|message|text|note|letter|toast|speech|bio|reply|invitation|card)\b"
-    r"|\b(?:in|with) my (?:own )?(?:style|voice|words|tone)\b|\bsounds? like me\b|\bas (?:if it were )?me\b",
+    r"\b(?:tweet|post|caption|email|e-mail|message|text|note|letter|toast|speech|bio|reply|invitation|card)\b",
+    re.IGNORECASE,
+)
+_STYLE = re.compile(
+    r"\b(?:in|with) my (?:own )?(?:style|voice|words|tone)\b|\bsounds? like me\b|\bas (?:if it were )?me\b",
     re.IGNORECASE,
 )
 # A question about what the user did or said is recall even when it names a writing verb.
@@ -38,6 +41,8 @@ def classify_query(query: str) -> tuple[QueryNeed, str]:
     """The need of one request and the rule that decided it."""
     if _HOW_TO.search(query):
         return "general", "asks how to do something"
+    if _WRITE_ORDER.search(query):
+        return "style", "asks for text written for or as the user"
     if _PAST.search(query):
         return "recall", "asks about what the user did or said"
     if _STYLE.search(query):

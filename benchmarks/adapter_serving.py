@@ -56,9 +56,10 @@ def serving_figures(adapters: list[tuple[str, str, Kind]], *, repeats: int = 5, 
     a, b = loras[0].name, loras[1].name
     one(a)  # warm up
     same, alternating = [], []
-    for i in range(repeats * 4):  # interleaved, so drift on a shared machine hits both alike
-        same.append(one(a))
-        alternating.append(one(b if i % 2 == 0 else a))
+    for _ in range(repeats * 2):  # interleaved, so drift on a shared machine hits both alike
+        same.append(one(a))  # follows a request for a: no switch
+        alternating.append(one(b))  # a → b
+        alternating.append(one(a))  # b → a
 
     def layout(kinds: list[Any]) -> list[GenerationRequest]:
         out = []

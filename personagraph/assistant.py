@@ -134,6 +134,7 @@ class Assistant:
 
     def plan(self, user: str | Scope, query: str, *, local_only: bool = False, latency_budget_ms: int | None = None) -> Plan:
         """The plan `respond` would follow, with its reasons, without retrieving or generating."""
+        self._check_open()
         self.graph  # noqa: B018 - builds the nodes
         assert self._nodes is not None
         return self._nodes.plan_only(self._request(user, query, "default", (), None, local_only, latency_budget_ms))
@@ -181,22 +182,21 @@ class Assistant:
 
     # --- adapters ----------------------------------------------------------------------------
 
-    def _trained(self, scope: Scope, outcome: TrainOutcome, replaced: list[str]) -> None:
-        if outcome.registered and self._generator is not None:
-            self._generator.forget(scope, replaced)
+    def _trained(self, scope: Scope, outcome: TrainOutcome) -> None:
+        if self._generator is not None:
+            self._generator.forget(scope, outcome.replaced)
 
     def train_adapter(self, user: str | Scope, kind: AdapterKind = "lora", *, config: TrainConfig | None = None, progress: bool = True) -> TrainOutcome:
         self._check_open()
         scope = self.scope(user)
-        replaced = [a.id for a in self.memory.adapters(scope, adapter_kind=kind, status="registered")]
         outcome = self.registry.train(scope, kind=kind, config=config or TrainConfig(
             kind=kind, time_budget_s=self.settings.adapter_train_seconds,
         ), progress=progress)
-        if outcome.registered and self._generator is not None:
-            self._generator.forget(scope, replaced)
+        self._trained(scope, outcome)
         return outcome
 
     def delete_adapters(self, user: str | Scope, kind: AdapterKind | None = None) -> list[AdapterRecord]:
+        self._check_open()
         scope = self.scope(user)
         deleted = self.registry.delete(scope, kind)
         if self._generator is not None:
@@ -242,9 +242,10 @@ class Assistant:
 
     def close(self) -> None:
         """Finish pending reflections and any adapter training under way, then release everything."""
-        if self._closed:
-            return
-        self._closed = True
+        with self._setup:
+            if self._closed:
+                return
+            self._closed = True
         self.reflection.shutdown(wait=True)
         if self.retraining is not None:
             self.retraining.shutdown(wait=True)

@@ -121,6 +121,8 @@ def test_how_to_is_not_recall(query: str, need: str) -> None:
     ("What is the answer to 2+2?", "general"),
     ("What did I reply to my landlord?", "recall"),
     ("Can you make a caption for my hiking photo?", "style"),
+    ("Write a note to my landlord saying I told him about the leak", "style"),
+    ("Reply to Tom: did I leave my keys?", "style"),
 ])
 def test_writing_words_inside_other_questions(query: str, need: str) -> None:
     """Found in review: a writing verb alone does not make a style request."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import threading
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ class TrainOutcome:
     record: AdapterRecord
     report: TrainReport | None  # None when the same data had been trained on already
     reused: bool = False
+    replaced: list[str] = field(default_factory=list)  # ids of the adapters this one replaced (now deleted)
 
     @property
     def registered(self) -> bool:
@@ -160,11 +161,13 @@ class AdapterRegistry:
             except BaseException:
                 shutil.rmtree(folder, ignore_errors=True)  # no orphan weights, e.g. when the user was forgotten meanwhile
                 raise
-        if record.status == "registered":  # the new adapter replaces the older ones of its kind
-            for old in known:
-                if old.status == "registered" and old.id != record.id:
-                    self.memory.delete_adapter(scope, old.id)
-        return TrainOutcome(record, report)
+            replaced = []
+            if record.status == "registered":  # the new adapter replaces the older ones of its kind
+                for old in self.memory.adapters(scope, adapter_kind=kind, status="registered"):
+                    if old.id != record.id:
+                        self.memory.delete_adapter(scope, old.id)
+                        replaced.append(old.id)
+        return TrainOutcome(record, report, replaced=replaced)
 
     def _train_and_gate(
         self, scope: Scope, kind: AdapterKind, speaker: str, data: TrainingData, config: TrainConfig, folder: Path, progress: bool,

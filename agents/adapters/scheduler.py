@@ -4,7 +4,9 @@ adapter again off the request path, one training at a time (it uses every core).
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -36,12 +38,15 @@ class RetrainScheduler:
         *,
         kind: AdapterKind = "lora",
         config: TrainConfig | None = None,
-        on_trained: Callable[[Scope, TrainOutcome, list[str]], None] | None = None,
+        on_trained: Callable[[Scope, TrainOutcome], None] | None = None,
+        retry_after_s: float = 3600.0,
     ) -> None:
         self.registry = registry
         self.kind = kind
         self.config = config or TrainConfig(kind=kind)
         self.on_trained = on_trained
+        self.retry_after_s = retry_after_s
+        self._failed_at: dict[Key, float] = {}  # a failing training is not retried on every request
         self.stats = SchedulerStats()
         self._queue: list[Scope] = []
         self._busy: set[Key] = set()
@@ -55,6 +60,8 @@ class RetrainScheduler:
         key = (scope.tenant, scope.user_id)
         with self._cond:
             if self._stopped or key in self._busy:
+                return False
+            if time.monotonic() - self._failed_at.get(key, -math.inf) < self.retry_after_s:
                 return False
         try:
             due, why = self.registry.retrain_due(scope, self.kind)
@@ -101,18 +108,19 @@ class RetrainScheduler:
                 scope = self._queue.pop(0)
             key = (scope.tenant, scope.user_id)
             try:
-                replaced = [a.id for a in self.registry.memory.adapters(scope, adapter_kind=self.kind, status="registered")]
                 outcome = self.registry.train(scope, kind=self.kind, config=self.config, progress=False)
+                self._failed_at.pop(key, None)
                 if outcome.registered:
                     self.stats.registered += 1
                 else:
                     self.stats.rejected += 1
                 self.stats.last[key] = outcome.record.reason
                 if self.on_trained is not None:
-                    self.on_trained(scope, outcome, replaced)
+                    self.on_trained(scope, outcome)
             except Exception as exc:
                 self.stats.errors += 1
                 self.stats.last[key] = f"failed: {exc}"
+                self._failed_at[key] = time.monotonic()
                 log.exception("adapter training for %s failed", key)
             finally:
                 with self._cond:

@@ -177,7 +177,7 @@ class RespondNodes:
         if plan.backend != "prompting":
             try:
                 answer = self._with_adapter(scope, plan, prompt)
-            except (InvalidRecordError, ConfigurationError, UnknownAdapterError) as exc:
+            except (InvalidRecordError, ConfigurationError, UnknownAdapterError, OSError) as exc:
                 # Retrained, deleted or forgotten between planning and now: answer anyway.
                 reason = f"adapter unavailable ({exc}); answered by prompting instead"
                 plan = plan.model_copy(update={"backend": "prompting", "adapter_id": None, "reasons": [*plan.reasons, reason]})
