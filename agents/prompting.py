@@ -79,6 +79,7 @@ def build_personal_prompt(
     count_tokens: Callable[[str], int] | None = None,
     instructions: str | None = None,
     user_name: str | None = None,
+    answer_rules: Sequence[str] = (),
 ) -> PersonalPrompt:
     """Messages for `query` with the profile and `items` (best first) quoted under handles.
 
@@ -87,11 +88,18 @@ def build_personal_prompt(
     lines come first, then memories in rank order; from the first line that does not fit on,
     everything is dropped, so the lowest-ranked go first. A memory already quoted as a profile
     line (same fact id) is not quoted twice.
+
+    `answer_rules` are how the user wants answers, learned from their own feedback (fixed
+    texts of ours, never text they typed): unlike memories they are instructions, so they go
+    in the system text itself.
     """
     count = count_tokens or estimate_tokens
     system = (instructions or DEFAULT_INSTRUCTIONS).strip()
+    if answer_rules:
+        who = sanitize(user_name) if user_name else "The user"
+        system += "\n" + " ".join(f"{who}: {sanitize(rule)}" for rule in answer_rules)
     tail = [*history, HumanMessage(query)]
-    candidates = _profile_quotes(profile, user_name) if profile else []
+    candidates = [q for q in _profile_quotes(profile, user_name) if not q.text.endswith(tuple(answer_rules))] if profile else []
     seen = {q.record_id for q in candidates}
     candidates += [
         MemoryQuote(handle="", record_id=item.id, kind=item.kind, time=item.time, text=sanitize(item.text), score=item.score)

@@ -16,6 +16,7 @@ from .models import (
     Episode,
     Event,
     Fact,
+    Feedback,
     Profile,
     ProfileValue,
     Relation,
@@ -27,7 +28,7 @@ from .search import RetrievedItem, SearchResult
 
 __all__ = [
     "AdapterRecord", "Bm25Encoder", "ConfigurationError", "Embedder", "Entity", "Episode", "Event", "Fact",
-    "ForgetReceipt", "IngestFormatError", "InvalidRecordError", "InvalidScopeError", "Memory",
+    "Feedback", "ForgetReceipt", "IngestFormatError", "InvalidRecordError", "InvalidScopeError", "Memory",
     "MiniLMEmbedder", "PersonagraphError", "Profile", "ProfileValue", "RecordNotFoundError",
     "RecordStore", "Relation", "RetrievalConfig", "RetrievedItem", "Scope", "SearchResult",
 ]

@@ -33,6 +33,7 @@ from .models import (
     Episode,
     Event,
     Fact,
+    Feedback,
     Profile,
     Record,
     RecordKind,
@@ -420,6 +421,32 @@ class Memory:
         remove_weights([record])
         return record  # type: ignore[return-value]
 
+    # ================================================================== feedback
+    def add_feedback(self, scope: Scope, feedback: Feedback | dict[str, Any]) -> Feedback:
+        """Keep one piece of feedback; the exchange it names must be this user's."""
+        record = _coerce(Feedback, feedback)
+        wanted = [*record.sources, *([record.reply_event_id] if record.reply_event_id else [])]
+        found = self.records.get_many(_check_scope(scope), "event", wanted)
+        if missing := sorted(set(wanted) - set(found)):
+            raise RecordNotFoundError(f"feedback names events that are not this user's: {missing[:5]}")
+        if self.records.get(scope, "feedback", record.id) is not None:
+            raise InvalidRecordError(f"feedback {record.id!r} exists already; feedback is never rewritten")
+        self._write(scope, put=[record])
+        return record
+
+    def feedback(self, scope: Scope, feedback_kind: str | None = None) -> list[Feedback]:
+        """The user's feedback, oldest first."""
+        found = self.records.list(_check_scope(scope), "feedback", {"feedback_kind": feedback_kind} if feedback_kind else None)
+        return sorted(found, key=lambda f: (f.created_at, f.id))  # type: ignore[return-value]
+
+    def delete_feedback(self, scope: Scope, feedback_id: str) -> list[str]:
+        """Delete one piece of feedback and every adapter trained on it; returns what was deleted."""
+        self._require(scope, "feedback", feedback_id)
+        doomed = [a for a in self.adapters(scope) if feedback_id in a.feedback_ids]
+        self._write(scope, delete=[("feedback", feedback_id), *(("adapter", a.id) for a in doomed)])
+        remove_weights(doomed)
+        return [feedback_id, *(a.id for a in doomed)]
+
     def graph(self, scope: Scope) -> ScopeGraph:
         return self.graphs.get(_check_scope(scope))
 
@@ -470,6 +497,7 @@ class Memory:
             self.records.list(scope, "entity"), self.records.list(scope, "episode"),
             self.records.list(scope, "reflection"),  # type: ignore[arg-type]
             self.adapters(scope),
+            self.feedback(scope),
         )
         doomed_adapters = [a for a in self.adapters(scope) if ("adapter", a.id) in plan.delete]
         with self._lock:
@@ -490,7 +518,7 @@ class Memory:
             "index": sum(tuple(k) in index_keys for k in gone_indexed),
             "sources": sum(
                 event_id in rec.sources  # type: ignore[attr-defined]
-                for kind in ("fact", "relation", "entity", "episode", "reflection", "adapter")
+                for kind in ("fact", "relation", "entity", "episode", "reflection", "adapter", "feedback")
                 for rec in self.records.list(scope, kind)
             ),
             "adapter_weights": weights_left(doomed_adapters),

@@ -16,6 +16,7 @@ from .models import (
     Entity,
     Episode,
     Fact,
+    Feedback,
     Record,
     RecordKind,
     ReflectionRun,
@@ -50,11 +51,20 @@ def plan_event_cascade(
     episodes: list[Episode],
     reflections: Sequence[ReflectionRun] = (),
     adapters: Sequence[AdapterRecord] = (),
+    feedback: Sequence[Feedback] = (),
 ) -> CascadePlan:
     plan = CascadePlan(delete=[("event", eid) for eid in sorted(event_ids)])
-    # A model cannot unlearn one message: an adapter trained on a forgotten event goes whole.
-    plan.delete.extend(("adapter", a.id) for a in adapters if event_ids.intersection(a.sources))
     deleted_facts = {f.id for f in facts if _trim(f, event_ids, plan)}
+    # Feedback quotes its exchange and the prompt quoted memories: it goes with any of them.
+    gone = event_ids | deleted_facts
+    gone_feedback = {f.id for f in feedback if gone.intersection(f.sources) or gone.intersection(f.memory_ids)}
+    plan.delete.extend(("feedback", fid) for fid in sorted(gone_feedback))
+    # A model cannot unlearn one message: an adapter trained on a forgotten event, or on
+    # forgotten feedback, goes whole.
+    plan.delete.extend(
+        ("adapter", a.id) for a in adapters
+        if event_ids.intersection(a.sources) or gone_feedback.intersection(a.feedback_ids)
+    )
     for record in [*episodes, *reflections]:
         _trim(record, event_ids, plan)
     # A fact replaced by one that is now forgotten is again the latest word on the matter.

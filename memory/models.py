@@ -15,8 +15,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-RecordKind = Literal["event", "episode", "fact", "entity", "relation", "reflection", "adapter"]
-RECORD_KINDS: tuple[RecordKind, ...] = ("event", "episode", "fact", "entity", "relation", "reflection", "adapter")
+RecordKind = Literal["event", "episode", "fact", "entity", "relation", "reflection", "adapter", "feedback"]
+RECORD_KINDS: tuple[RecordKind, ...] = (
+    "event", "episode", "fact", "entity", "relation", "reflection", "adapter", "feedback",
+)
 INDEXED_KINDS: tuple[RecordKind, ...] = ("event", "episode", "fact")  # the kinds search returns
 FactKind = Literal[
     "preference", "attribute", "relationship", "plan", "event", "instruction", "other"
@@ -219,6 +221,8 @@ class ReflectionRun(Record):
 
 AdapterKind = Literal["lora", "prompt"]
 AdapterStatus = Literal["registered", "rejected"]
+AdapterObjective = Literal["sft", "dpo", "kto", "soup"]
+ALIGNED_OBJECTIVES: tuple[AdapterObjective, ...] = ("dpo", "kto", "soup")
 
 
 class AdapterRecord(Record):
@@ -246,11 +250,19 @@ class AdapterRecord(Record):
     speaker: Annotated[str, Field(max_length=200)] = ""
     trained_through: Timestamp | None = None
     reason: Annotated[str, Field(max_length=2_000)] = ""
+    objective: AdapterObjective = Field("sft", description="sft: learned from the user's messages; dpo/kto: "
+                                        "aligned on their feedback; soup: a weighted merge of style adapters")
+    base_adapter: RecordId | None = Field(None, description="the user's adapter this one started from or merged")
+    feedback_ids: list[RecordId] = Field(default_factory=list, description="the feedback it was trained on")
+    soup_weights: dict[str, float] = Field(default_factory=dict, description="style adapter -> weight, for soups")
 
     @model_validator(mode="after")
     def _fill_id(self) -> AdapterRecord:
         if not self.id:
-            self.__dict__["id"] = stable_id("adp", self.adapter_kind, self.base_model, self.data_hash)
+            parts = (self.adapter_kind, self.base_model, self.data_hash)
+            if self.objective != "sft":  # sft ids stay what they were before objectives existed
+                parts = (self.adapter_kind, self.objective, self.base_model, self.data_hash)
+            self.__dict__["id"] = stable_id("adp", *parts)
         if self.status == "registered" and not self.path:
             raise ValueError("a registered adapter needs the path of its weights")
         return self
@@ -260,11 +272,80 @@ class AdapterRecord(Record):
         """Relative drop in held-out perplexity against the base (0.2 = 20% lower)."""
         return self.metrics.get("gain", 0.0)
 
+    @property
+    def preference_gain(self) -> float:
+        """Held-out preference accuracy after alignment minus before (0 for plain adapters)."""
+        return self.metrics.get("pref_acc_after", 0.0) - self.metrics.get("pref_acc_before", 0.0)
 
-AnyRecord = Event | Episode | Fact | Entity | Relation | ReflectionRun | AdapterRecord
+    @property
+    def aligned(self) -> bool:
+        return self.objective in ALIGNED_OBJECTIVES
+
+
+FeedbackKind = Literal["thumbs", "choice", "edit"]
+ShortText = Annotated[str, Field(min_length=1, max_length=20_000)]
+
+
+class PromptMessage(BaseModel):
+    """One chat message as it was given to the model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: Literal["system", "user", "assistant"]
+    content: Annotated[str, Field(max_length=40_000)]
+
+
+class Feedback(Record):
+    """What the user thought of an answer: a thumb, a choice among answers, or their own edit.
+
+    It keeps the provenance needed to learn from it later: the request, the prompt as the
+    model saw it (when known), the answer(s), the memories and adapter behind the answer.
+    `sources` are the events of the exchange (request and reply): forgetting either one
+    forgets the feedback, and any adapter trained on it.
+    """
+
+    kind: Literal["feedback"] = "feedback"
+    id: RecordId = Field(default_factory=lambda: f"fbk_{uuid.uuid4().hex[:20]}")
+    feedback_kind: FeedbackKind
+    query: ShortText
+    prompt: list[PromptMessage] = Field(default_factory=list, max_length=200)
+    response: ShortText | None = Field(None, description="the answer rated (thumbs) or the draft (edit)")
+    rating: Literal["up", "down"] | None = None
+    alternatives: list[ShortText] = Field(default_factory=list, max_length=16)
+    chosen: Annotated[int, Field(ge=0)] | None = None
+    edited: ShortText | None = None
+    comment: Annotated[str, Field(max_length=2_000)] | None = None
+    backend: Annotated[str, Field(max_length=40)] | None = None
+    adapter_id: RecordId | None = None
+    memory_ids: list[RecordId] = Field(default_factory=list, max_length=200)
+    reply_event_id: RecordId | None = None
+    sources: list[RecordId] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Feedback:
+        if self.feedback_kind == "thumbs" and (self.rating is None or self.response is None):
+            raise ValueError("thumbs feedback needs the response and a rating ('up' or 'down')")
+        if self.feedback_kind == "choice":
+            if len(self.alternatives) < 2 or self.chosen is None or self.chosen >= len(self.alternatives):
+                raise ValueError("choice feedback needs at least two alternatives and the index of the chosen one")
+            if len({a.strip() for a in self.alternatives}) < len(self.alternatives):
+                raise ValueError("choice alternatives must differ from each other")
+        if self.feedback_kind == "edit":
+            if self.response is None or self.edited is None:
+                raise ValueError("edit feedback needs the draft response and the edited text")
+            if self.edited.strip() == self.response.strip():
+                raise ValueError("the edited text is the same as the draft")
+        return self
+
+    @property
+    def chosen_text(self) -> str | None:
+        return self.alternatives[self.chosen] if self.chosen is not None and self.alternatives else None
+
+
+AnyRecord = Event | Episode | Fact | Entity | Relation | ReflectionRun | AdapterRecord | Feedback
 RECORD_TYPES: dict[str, type[Record]] = {
     "event": Event, "episode": Episode, "fact": Fact, "entity": Entity, "relation": Relation,
-    "reflection": ReflectionRun, "adapter": AdapterRecord,
+    "reflection": ReflectionRun, "adapter": AdapterRecord, "feedback": Feedback,
 }
 
 

@@ -508,7 +508,7 @@ def test_forget_user_leaves_nothing_and_proves_it(memory: Memory, alice: Scope, 
     receipt = memory.forget_user(alice)
 
     assert receipt.target == "user" and receipt.complete
-    assert receipt.records_deleted == {"event": 5, "episode": 1, "fact": 1, "entity": 2, "relation": 1, "reflection": 0, "adapter": 0}
+    assert receipt.records_deleted == {"event": 5, "episode": 1, "fact": 1, "entity": 2, "relation": 1, "reflection": 0, "adapter": 0, "feedback": 0}
     assert (receipt.index_points_deleted, receipt.graph_nodes_deleted, receipt.graph_edges_deleted) == (7, 2, 1)
     assert set(receipt.residue) >= {"records", "index", "graph", "journal"}
     assert not any(receipt.residue.values())
@@ -789,7 +789,7 @@ def test_export_holds_every_kind_and_the_profile_and_round_trips_json(memory: Me
     exported_ids = {kind: {r["id"] for r in recs} for kind, recs in exported["records"].items()}
     assert exported_ids == {
         "event": {e.id for e in events}, "episode": {episode.id}, "fact": {home.id},
-        "entity": {entity_key("Alice"), entity_key("Lisbon")}, "relation": {f"rel_{home.id}"}, "reflection": set(), "adapter": set(),
+        "entity": {entity_key("Alice"), entity_key("Lisbon")}, "relation": {f"rel_{home.id}"}, "reflection": set(), "adapter": set(), "feedback": set(),
     }
     assert exported["profile"]["location"] == {"value": "Lisbon", "fact_ids": [home.id]}
     text = json.dumps(exported)

@@ -42,7 +42,7 @@ class SFTExample(BaseModel):
     target: str
     source_ids: tuple[str, ...]
     time: datetime
-    kind: Literal["message", "fact"]
+    kind: Literal["message", "fact", "edit"]
 
 
 class TrainingData(BaseModel):

@@ -27,6 +27,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 from personagraph.agents.adapters.examples import persona_instruction
+from personagraph.agents.alignment.instructions import learned_rules
 from personagraph.agents.contrastive import ContrastSpec
 from personagraph.agents.llm.errors import UnknownAdapterError
 from personagraph.agents.planner import Plan, PlanFeatures, PlanPolicy, RulePolicy
@@ -207,7 +208,7 @@ class RespondNodes:
         return build_personal_prompt(
             state["query"], profile=profile, items=state.get("items", []), history=state.get("history", []),
             token_budget=self.config.token_budget, count_tokens=self.count_tokens,
-            instructions=instructions, user_name=name,
+            instructions=instructions, user_name=name, answer_rules=learned_rules(self.memory, scope),
         )
 
     def _prompting(self, plan: Plan, prompt: PersonalPrompt) -> str:

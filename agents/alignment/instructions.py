@@ -1,0 +1,171 @@
+"""Learned instructions (procedural memory): short notes on how the user wants answers,
+read off their edits and repeated corrections.
+
+Only the user's own feedback teaches them: an edit shows a preference once (the user rewrote
+the answer themselves); a comment or a choice is weaker, so the same note must come up
+twice. Each note becomes a fact of kind `instruction` with the feedback's exchange as its
+sources; a newer note on the same dimension (concise over detailed) supersedes the older one.
+The rules are deterministic and English-only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from personagraph.memory.api import Memory
+from personagraph.memory.models import Fact, Feedback
+from personagraph.memory.scope import Scope
+
+INSTRUCTION_PREDICATE = "answer_style"
+EDIT_WEIGHT = 2  # one edit is enough
+NEEDED = 2  # evidence needed before a note is kept
+
+# note key -> (dimension, text of the fact)
+NOTES: dict[str, tuple[str, str]] = {
+    "concise": ("length", "Prefers short, concise answers."),
+    "detailed": ("length", "Prefers detailed, thorough answers."),
+    "bullets": ("layout", "Prefers answers as bullet points."),
+    "no_emojis": ("emojis", "Does not want emojis in answers."),
+    "formal": ("tone", "Prefers a formal tone without slang or contractions."),
+    "casual": ("tone", "Prefers a relaxed, casual tone."),
+}
+
+_COMMENT_CUES: dict[str, re.Pattern[str]] = {
+    "concise": re.compile(r"\b(too long|shorter|more concise|be brief|briefer|less verbose|tl;?dr|wordy)\b", re.I),
+    "detailed": re.compile(r"\b(too short|more detail|more details|elaborate|expand on|too brief)\b", re.I),
+    "bullets": re.compile(r"\b(bullet|bullets|bullet points|as a list|list form)\b", re.I),
+    "no_emojis": re.compile(r"\b(no|stop|without|fewer|drop the|lose the) (the )?emojis?\b|\bemojis? (are|is) annoying\b", re.I),
+    "formal": re.compile(r"\b(more formal|more professional|too casual|too chatty)\b", re.I),
+    "casual": re.compile(r"\b(too formal|less formal|more casual|relax|stiff)\b", re.I),
+}
+_EMOJI = re.compile("[\U0001F300-\U0001FAFF\U00002600-\U000027BF\U0001F000-\U0001F2FF]")
+_BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+\S", re.M)
+_CONTRACTION = re.compile(r"\b\w+'(?:s|re|ve|ll|d|t|m)\b", re.I)
+_SLANG = re.compile(r"\b(hey|gonna|wanna|yeah|cool|awesome|lol|btw|kinda|stuff)\b", re.I)
+
+
+@dataclass
+class LearnedInstruction:
+    key: str
+    text: str
+    dimension: str
+    evidence: float
+    feedback_ids: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _casualness(text: str) -> int:
+    return len(_CONTRACTION.findall(text)) + len(_SLANG.findall(text)) + text.count("!")
+
+
+def edit_signals(draft: str, edited: str) -> set[str]:
+    """What the user changed about the answer's form when rewriting it."""
+    found: set[str] = set()
+    before, after = _words(draft), _words(edited)
+    if before >= 20 and after <= 0.6 * before:
+        found.add("concise")
+    if after >= 20 and after >= 1.6 * before:
+        found.add("detailed")
+    if len(_BULLET.findall(edited)) >= 2 and not _BULLET.search(draft):
+        found.add("bullets")
+    if _EMOJI.search(draft) and not _EMOJI.search(edited):
+        found.add("no_emojis")
+    drop = _casualness(draft) - _casualness(edited)
+    if drop >= 2 and _casualness(edited) == 0:
+        found.add("formal")
+    elif drop <= -2 and _casualness(draft) == 0:
+        found.add("casual")
+    return found
+
+
+def comment_signals(comment: str | None) -> set[str]:
+    return {key for key, cue in _COMMENT_CUES.items() if comment and cue.search(comment)}
+
+
+def choice_signals(feedback: Feedback) -> set[str]:
+    """A choice says something about length when the chosen answer is far shorter or longer
+    than every other one."""
+    chosen = feedback.chosen_text
+    if chosen is None:
+        return set()
+    others = [_words(a) for i, a in enumerate(feedback.alternatives) if i != feedback.chosen]
+    mine = _words(chosen)
+    found = set()
+    if others and mine <= 0.6 * min(others) and min(others) >= 20:
+        found.add("concise")
+    if others and mine >= 1.6 * max(others) and mine >= 20:
+        found.add("detailed")
+    return found
+
+
+def learn(feedback: Sequence[Feedback]) -> list[LearnedInstruction]:
+    """The notes the feedback supports, at most one per dimension (the latest evidence wins
+    when two notes of one dimension both qualify)."""
+    evidence: dict[str, float] = defaultdict(float)
+    latest: dict[str, int] = {}
+    ids: dict[str, list[str]] = defaultdict(list)
+    sources: dict[str, list[str]] = defaultdict(list)
+    for position, item in enumerate(sorted(feedback, key=lambda f: (f.created_at, f.id))):
+        signals: dict[str, float] = {}
+        if item.feedback_kind == "edit" and item.response and item.edited:
+            signals |= dict.fromkeys(edit_signals(item.response, item.edited), EDIT_WEIGHT)
+        if item.feedback_kind == "choice":
+            signals |= {k: 1.0 for k in choice_signals(item) if k not in signals}
+        if item.rating != "up":  # a comment on a thumbs-up praises, it does not correct
+            signals |= {k: 1.0 for k in comment_signals(item.comment) if k not in signals}
+        for key, weight in signals.items():
+            evidence[key] += weight
+            latest[key] = position
+            ids[key].append(item.id)
+            sources[key] += [s for s in item.sources if s not in sources[key]]
+    best: dict[str, str] = {}
+    for key in evidence:
+        if evidence[key] < NEEDED:
+            continue
+        dimension = NOTES[key][0]
+        if dimension not in best or latest[key] > latest[best[dimension]]:
+            best[dimension] = key
+    return [
+        LearnedInstruction(key=key, text=NOTES[key][1], dimension=NOTES[key][0], evidence=evidence[key],
+                           feedback_ids=ids[key], sources=sources[key])
+        for key in sorted(best.values())
+    ]
+
+
+def instruction_facts(memory: Memory, scope: Scope) -> list[Fact]:
+    """The user's active learned instructions."""
+    return [f for f in memory.facts(scope) if f.fact_kind == "instruction" and f.predicate == INSTRUCTION_PREDICATE]
+
+
+def learned_rules(memory: Memory, scope: Scope) -> list[str]:
+    """The texts of the user's learned instructions, for the prompting backend. Only our own
+    fixed note texts qualify, so nothing a user or a third party typed becomes an instruction."""
+    known = {text for _, text in NOTES.values()}
+    return sorted(f.text for f in instruction_facts(memory, scope) if f.text in known)
+
+
+def apply_learned(memory: Memory, scope: Scope) -> list[Fact]:
+    """Bring the user's instruction facts in line with their feedback; returns facts written.
+
+    A note already kept is left alone; a note on a dimension that had another one supersedes
+    it (the old one stays in history, closed)."""
+    current = {f.object: f for f in instruction_facts(memory, scope)}
+    by_dimension = {NOTES[key][0]: fact for key, fact in current.items() if key in NOTES}
+    written = []
+    for note in learn(memory.feedback(scope)):
+        if note.key in current:
+            continue
+        fact = Fact(
+            text=note.text, fact_kind="instruction", subject="user", predicate=INSTRUCTION_PREDICATE,
+            object=note.key, confidence=min(1.0, 0.5 + 0.125 * note.evidence), sources=note.sources,
+        )
+        old = by_dimension.get(note.dimension)
+        written.append(memory.supersede_fact(scope, old.id, fact) if old else memory.add_fact(scope, fact))
+    return written

@@ -1,0 +1,172 @@
+"""Feedback capture: thumbs, choices and edits on answers, kept as `Feedback` records.
+
+Callers name an answer by the id of its reply event (what the respond graph recorded, and
+what a bot keeps next to the message it posted). The recorder looks up the request that
+led to it and the answer's provenance: the prompt, the memories quoted and the adapter come
+from a bounded log of recent replies, filled by whoever generated them; the backend and the
+memories used come from the reply event itself when the log no longer has it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import BaseTool, StructuredTool
+from personagraph.memory.api import Memory
+from personagraph.memory.errors import InvalidRecordError, RecordNotFoundError
+from personagraph.memory.models import Event, Feedback, PromptMessage
+from personagraph.memory.scope import Scope
+from pydantic import BaseModel, Field
+
+THUMBS_UP = frozenset({"👍", "+1", "thumbsup", "thumbs_up", "like", "up"})
+THUMBS_DOWN = frozenset({"👎", "-1", "thumbsdown", "thumbs_down", "dislike", "down"})
+
+
+@dataclass(frozen=True)
+class ReplyProvenance:
+    """How one answer was made: what the model saw and what it stood on."""
+
+    prompt: tuple[PromptMessage, ...] = ()
+    memory_ids: tuple[str, ...] = ()
+    backend: str | None = None
+    adapter_id: str | None = None
+
+
+@dataclass
+class _Exchange:
+    request: Event
+    reply: Event
+    provenance: ReplyProvenance = field(default_factory=ReplyProvenance)
+
+
+class FeedbackRecorder:
+    """Turns a user's reaction to an answer into a `Feedback` record of that user."""
+
+    def __init__(
+        self,
+        memory: Memory,
+        *,
+        on_recorded: Callable[[Scope, Feedback], None] | None = None,
+        keep_replies: int = 1024,
+    ) -> None:
+        self.memory = memory
+        self.on_recorded = on_recorded
+        self.keep_replies = keep_replies
+        self._replies: OrderedDict[tuple[Scope, str], ReplyProvenance] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # --- the reply log -----------------------------------------------------------------------
+
+    def remember(self, scope: Scope, reply_event_id: str, provenance: ReplyProvenance) -> None:
+        with self._lock:
+            self._replies[(scope, reply_event_id)] = provenance
+            self._replies.move_to_end((scope, reply_event_id))
+            while len(self._replies) > self.keep_replies:
+                self._replies.popitem(last=False)
+
+    def drop(self, scope: Scope) -> int:
+        """Forget the logged provenance of one user's replies (when the user is forgotten)."""
+        with self._lock:
+            doomed = [key for key in self._replies if key[0] == scope]
+            for key in doomed:
+                del self._replies[key]
+        return len(doomed)
+
+    def provenance(self, scope: Scope, reply_event_id: str) -> ReplyProvenance | None:
+        with self._lock:
+            return self._replies.get((scope, reply_event_id))
+
+    # --- feedback ------------------------------------------------------------------------------
+
+    def thumbs(self, scope: Scope, reply_event_id: str, up: bool, *, comment: str | None = None) -> Feedback:
+        exchange = self._exchange(scope, reply_event_id)
+        return self._record(scope, exchange, feedback_kind="thumbs", response=exchange.reply.text,
+                            rating="up" if up else "down", comment=comment)
+
+    def edit(self, scope: Scope, reply_event_id: str, edited: str, *, comment: str | None = None) -> Feedback:
+        exchange = self._exchange(scope, reply_event_id)
+        return self._record(scope, exchange, feedback_kind="edit", response=exchange.reply.text,
+                            edited=edited, comment=comment)
+
+    def choose(
+        self, scope: Scope, reply_event_id: str, alternatives: Sequence[str], chosen: int, *, comment: str | None = None,
+    ) -> Feedback:
+        """The user picked `alternatives[chosen]` among answers to the request of this reply
+        (the reply itself is usually one of them; regenerated answers are the others)."""
+        exchange = self._exchange(scope, reply_event_id)
+        return self._record(scope, exchange, feedback_kind="choice", alternatives=list(alternatives),
+                            chosen=chosen, comment=comment)
+
+    def reaction(self, scope: Scope, reply_event_id: str, reaction: str) -> Feedback | None:
+        """A chat reaction as feedback: thumbs up or down; any other reaction is not feedback."""
+        name = reaction.strip().strip(":").lower() if reaction.strip() not in ("👍", "👎") else reaction.strip()
+        if name in THUMBS_UP or name in THUMBS_DOWN:
+            return self.thumbs(scope, reply_event_id, up=name in THUMBS_UP)
+        return None
+
+    def _exchange(self, scope: Scope, reply_event_id: str) -> _Exchange:
+        if not isinstance(reply_event_id, str) or not reply_event_id:
+            raise InvalidRecordError("feedback needs the id of the reply it is about")
+        reply = self.memory.records.get(scope, "event", reply_event_id)
+        if not isinstance(reply, Event):
+            raise RecordNotFoundError(f"no reply {reply_event_id!r} for this user")
+        if reply.role != "assistant":
+            raise InvalidRecordError(f"event {reply_event_id!r} is a {reply.role} message, not an answer")
+        earlier = [e for e in self.memory.events(scope, reply.thread_id) if e.role == "user" and e.time <= reply.time]
+        if not earlier:
+            raise InvalidRecordError(f"reply {reply_event_id!r} answers no request of this user")
+        provenance = self.provenance(scope, reply_event_id) or ReplyProvenance(
+            memory_ids=tuple(i for i in reply.metadata.get("used", "").split(",") if i),
+            backend=reply.metadata.get("backend"),
+            adapter_id=reply.metadata.get("adapter") or None,
+        )
+        return _Exchange(request=earlier[-1], reply=reply, provenance=provenance)
+
+    def _record(self, scope: Scope, exchange: _Exchange, **fields: object) -> Feedback:
+        p = exchange.provenance
+        try:
+            feedback = Feedback(
+                query=exchange.request.text, prompt=list(p.prompt), memory_ids=list(p.memory_ids),
+                backend=p.backend, adapter_id=p.adapter_id, reply_event_id=exchange.reply.id,
+                sources=[exchange.request.id, exchange.reply.id], **fields,  # type: ignore[arg-type]
+            )
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            raise InvalidRecordError(f"invalid feedback: {exc}") from exc
+        stored = self.memory.add_feedback(scope, feedback)
+        if self.on_recorded is not None:
+            self.on_recorded(scope, stored)
+        return stored
+
+
+class _FeedbackArgs(BaseModel):
+    reply_id: str = Field(description="id of the answer the user reacted to")
+    rating: Literal["up", "down"] = Field(description="'up' if the user liked the answer, 'down' if not")
+    comment: Annotated[str, Field(max_length=2000)] | None = Field(None, description="what the user said about it, if anything")
+
+
+def scope_from_config(config: RunnableConfig | None) -> Scope:
+    """The user a tool call acts for, from the run's configuration only (never from the
+    model's arguments, so no prompt can point a tool at another user)."""
+    configurable = (config or {}).get("configurable", {})
+    user_id = configurable.get("user_id")
+    if not user_id:
+        raise InvalidRecordError("the run's config names no user: pass configurable={'user_id': ...}")
+    return Scope(tenant=configurable.get("tenant", "default"), user_id=user_id)
+
+
+def record_feedback_tool(recorder: FeedbackRecorder) -> BaseTool:
+    """A LangChain tool an agent can call when the user says what they think of an answer."""
+
+    def record(reply_id: str, rating: str, comment: str | None = None, *, config: RunnableConfig) -> str:
+        feedback = recorder.thumbs(scope_from_config(config), reply_id, up=rating == "up", comment=comment)
+        return f"recorded {feedback.rating} feedback {feedback.id} on {reply_id}"
+
+    return StructuredTool.from_function(
+        func=record, name="record_feedback", args_schema=_FeedbackArgs,
+        description="Record the user's thumbs up or down (and their comment) on one of your earlier answers.",
+    )
