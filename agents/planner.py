@@ -37,6 +37,10 @@ class PlanFeatures(BaseModel):
     adapter_id: str | None = Field(None, description="set only when an adapter backend is available to serve it")
     adapter_kind: Literal["lora", "prompt"] | None = None
     adapter_gain: float | None = Field(None, description="held-out perplexity drop against the base (0.2 = 20%)")
+    adapter_objective: Literal["sft", "dpo", "kto", "soup"] | None = Field(
+        None, description="sft: learned from the user's messages; dpo, kto, soup: aligned on their feedback and style",
+    )
+    adapter_preference: str | None = Field(None, description="what the alignment measured, for the reasons")
     messages_since_training: int = 0
     latency_budget_ms: int | None = None
     local_only: bool = False
@@ -154,12 +158,16 @@ class RulePolicy:
     def _adapter_usable(self, f: PlanFeatures) -> tuple[bool, str]:
         if f.adapter_id is None:
             return False, "the user has no registered adapter"
+        stale = f.messages_since_training >= self.config.stale_after_messages
+        note = f"; stale ({f.messages_since_training} new messages since training)" if stale else ""
+        aligned = f.adapter_objective not in (None, "sft")
+        if aligned and f.adapter_gain is None:  # aligned from a fresh LoRA: its registration gate is the evidence
+            return True, f"{f.adapter_objective} adapter {f.adapter_id}: {f.adapter_preference or 'aligned on feedback'}{note}"
         gain = f.adapter_gain or 0.0
         if gain < self.config.min_adapter_gain:
             return False, f"adapter gain {gain:.1%} is below {self.config.min_adapter_gain:.0%}"
-        stale = f.messages_since_training >= self.config.stale_after_messages
-        note = f"; stale ({f.messages_since_training} new messages since training)" if stale else ""
-        return True, f"{f.adapter_kind} adapter {f.adapter_id} lowers held-out perplexity by {gain:.1%}{note}"
+        extra = f"; {f.adapter_objective}: {f.adapter_preference}" if aligned and f.adapter_preference else ""
+        return True, f"{f.adapter_kind} adapter {f.adapter_id} lowers held-out perplexity by {gain:.1%}{extra}{note}"
 
 
 class PlanningError(ConfigurationError):

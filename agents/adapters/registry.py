@@ -18,7 +18,7 @@ from typing import Any
 from personagraph.memory.api import Memory
 from personagraph.memory.artifacts import WEIGHTS_MARKER
 from personagraph.memory.errors import InvalidRecordError
-from personagraph.memory.models import AdapterKind, AdapterRecord, Event, now
+from personagraph.memory.models import AdapterKind, AdapterObjective, AdapterRecord, Event, now
 from personagraph.memory.scope import Scope
 
 from .examples import TrainingData, build_training_data, style_examples
@@ -74,13 +74,24 @@ class AdapterRegistry:
 
     # --- lookups ---------------------------------------------------------------------------
 
-    def current(self, scope: Scope, kind: AdapterKind | None = None) -> AdapterRecord | None:
-        """The user's registered adapter of `kind`; without a kind, the one with the best
+    def current(self, scope: Scope, kind: AdapterKind | None = None, objective: AdapterObjective | None = None) -> AdapterRecord | None:
+        """The adapter to serve the user: their newest aligned adapter (DPO, KTO or soup) that
+        rests on their current plain adapter, else the plain adapter (`sft`) with the best
         held-out gain (a user may have both a LoRA and a soft prompt). Only adapters whose
         weights are in this user's own folder count: a record pointing anywhere else, or at
         weights deleted by hand, is never served."""
         found = [a for a in self.memory.adapters(scope, adapter_kind=kind, status="registered") if self.servable(scope, a)]
-        return max(found, key=lambda a: a.gain) if found else None
+        plain = [a for a in found if a.objective == "sft"]
+        best_plain = max(plain, key=lambda a: a.gain) if plain else None
+        if objective == "sft":
+            return best_plain
+        aligned = [  # newest first; one built on a plain adapter that is gone is stale
+            a for a in found if a.aligned and (objective is None or a.objective == objective)
+            and (a.base_adapter is None or (best_plain is not None and a.base_adapter == best_plain.id))
+        ]
+        if aligned or objective is not None:
+            return aligned[0] if aligned else None
+        return best_plain
 
     def folder(self, scope: Scope, adapter_id: str) -> Path:
         return self.root / scope.tenant / scope.user_id / adapter_id
@@ -216,6 +227,17 @@ class AdapterRegistry:
             base_ppl, adapter_ppl = evaluate_adapter(base, tokenizer, examples, Path(record.path or ""), record.adapter_kind)
         return {"base_ppl": base_ppl.ppl, "adapter_ppl": adapter_ppl.ppl, "gain": 1.0 - adapter_ppl.ppl / base_ppl.ppl,
                 "heldout": float(len(examples))}
+
+    # --- alignment (objective level) -------------------------------------------------------------
+
+    def train_preferences(
+        self, scope: Scope, *, config: Any = None, require_heldout: bool = True,
+    ) -> Any:
+        """Align the user's adapter on their feedback with DPO or KTO (`PreferenceConfig`);
+        registered only if held-out preferences improve. See `alignment.align`."""
+        from personagraph.agents.alignment.align import train_user_preferences
+
+        return train_user_preferences(self, scope, config, require_heldout=require_heldout)
 
     def delete(self, scope: Scope, kind: AdapterKind | None = None) -> list[AdapterRecord]:
         """Delete the user's adapters (of `kind`), records and weights."""

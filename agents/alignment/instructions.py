@@ -57,18 +57,19 @@ class LearnedInstruction:
     sources: list[str] = field(default_factory=list)
 
 
-def _words(text: str) -> int:
+def word_count(text: str) -> int:
     return len(text.split())
 
 
-def _casualness(text: str) -> int:
+def casualness(text: str) -> int:
+    """Contractions, chatty words and exclamation marks: what a formal rewrite removes."""
     return len(_CONTRACTION.findall(text)) + len(_SLANG.findall(text)) + text.count("!")
 
 
 def edit_signals(draft: str, edited: str) -> set[str]:
     """What the user changed about the answer's form when rewriting it."""
     found: set[str] = set()
-    before, after = _words(draft), _words(edited)
+    before, after = word_count(draft), word_count(edited)
     if before >= 20 and after <= 0.6 * before:
         found.add("concise")
     if after >= 20 and after >= 1.6 * before:
@@ -77,10 +78,10 @@ def edit_signals(draft: str, edited: str) -> set[str]:
         found.add("bullets")
     if _EMOJI.search(draft) and not _EMOJI.search(edited):
         found.add("no_emojis")
-    drop = _casualness(draft) - _casualness(edited)
-    if drop >= 2 and _casualness(edited) == 0:
+    drop = casualness(draft) - casualness(edited)
+    if drop >= 2 and casualness(edited) == 0:
         found.add("formal")
-    elif drop <= -2 and _casualness(draft) == 0:
+    elif drop <= -2 and casualness(draft) == 0:
         found.add("casual")
     return found
 
@@ -95,8 +96,8 @@ def choice_signals(feedback: Feedback) -> set[str]:
     chosen = feedback.chosen_text
     if chosen is None:
         return set()
-    others = [_words(a) for i, a in enumerate(feedback.alternatives) if i != feedback.chosen]
-    mine = _words(chosen)
+    others = [word_count(a) for i, a in enumerate(feedback.alternatives) if i != feedback.chosen]
+    mine = word_count(chosen)
     found = set()
     if others and mine <= 0.6 * min(others) and min(others) >= 20:
         found.add("concise")

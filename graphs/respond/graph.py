@@ -123,7 +123,9 @@ class RespondNodes:
             fact_count=len(self.memory.facts(scope)),
             adapter_id=adapter.id if adapter else None,
             adapter_kind=adapter.adapter_kind if adapter else None,
-            adapter_gain=adapter.gain if adapter else None,
+            adapter_gain=adapter.metrics.get("gain") if adapter else None,
+            adapter_objective=adapter.objective if adapter else None,
+            adapter_preference=_alignment_note(adapter),
             messages_since_training=self.adapters.messages_since(scope, adapter) if adapter and self.adapters else 0,
             latency_budget_ms=state.get("latency_budget_ms"),
             local_only=bool(state.get("local_only", False)),
@@ -233,7 +235,8 @@ class RespondNodes:
         turns = [
             {"speaker": speaker, "role": "user", "text": state["query"], "time": asked, "thread_id": thread},
             {"speaker": "assistant", "role": "assistant", "text": state["answer"] or "(no answer)", "time": answered, "thread_id": thread,
-             "metadata": {"backend": state["plan"].backend, "used": ",".join(u.record_id for u in state["used"])[:1900]}},
+             "metadata": {"backend": state["plan"].backend, "adapter": state["plan"].adapter_id or "",
+                          "used": ",".join(u.record_id for u in state["used"])[:1900]}},
         ]
         if self.reflection is not None:
             stored = self.reflection.submit(scope, thread, turns, after_seconds=self.config.reflect_after_seconds)
@@ -281,6 +284,15 @@ def compile_respond_graph(nodes: RespondNodes, checkpointer: Checkpointer = None
 def build_respond_graph(memory: Memory, chat_model: BaseChatModel, *, checkpointer: Checkpointer = None, **options: Any) -> CompiledStateGraph:
     """Compile the respond graph; `options` are those of `respond_nodes`."""
     return compile_respond_graph(respond_nodes(memory, chat_model, **options), checkpointer)
+
+
+def _alignment_note(adapter: AdapterRecord | None) -> str | None:
+    if adapter is None or not adapter.aligned:
+        return None
+    m = adapter.metrics
+    if adapter.objective == "soup":
+        return "style weights " + ", ".join(f"{k} {v:+.2f}" for k, v in sorted(adapter.soup_weights.items()))
+    return f"held-out preference accuracy {m.get('pref_acc_before', 0):.0%} -> {m.get('pref_acc_after', 0):.0%}"
 
 
 def _as_message(event: Event) -> BaseMessage:
