@@ -13,9 +13,19 @@ from personagraph.agents.alignment.preferences import (
     sft_examples,
     to_datasets,
 )
-from personagraph.memory import Feedback, InvalidRecordError, Memory, RecordNotFoundError, Scope
+from personagraph.memory import (
+    Feedback,
+    InvalidRecordError,
+    Memory,
+    RecordNotFoundError,
+    Scope,
+)
 from personagraph.memory.models import AdapterRecord, PromptMessage
-from personagraph.tools.feedback import FeedbackRecorder, ReplyProvenance, record_feedback_tool
+from personagraph.tools.feedback import (
+    FeedbackRecorder,
+    ReplyProvenance,
+    record_feedback_tool,
+)
 
 T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
 

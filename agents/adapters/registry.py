@@ -18,7 +18,13 @@ from typing import Any
 from personagraph.memory.api import Memory
 from personagraph.memory.artifacts import WEIGHTS_MARKER
 from personagraph.memory.errors import InvalidRecordError
-from personagraph.memory.models import AdapterKind, AdapterObjective, AdapterRecord, Event, now
+from personagraph.memory.models import (
+    AdapterKind,
+    AdapterObjective,
+    AdapterRecord,
+    Event,
+    now,
+)
 from personagraph.memory.scope import Scope
 
 from .examples import TrainingData, build_training_data, style_examples

@@ -139,7 +139,7 @@ def _train_and_gate(
         "pref_margin_before": before.margin if before else 0.0, "pref_margin_after": after.margin,
         "heldout_pairs": float(len(held)), "train_seconds": run.seconds, "steps": float(run.steps),
     }
-    metrics |= _perplexity(registry, scope, start, folder)
+    metrics |= heldout_perplexity(registry, scope, start, folder)
     record = AdapterRecord(
         id=folder.name, adapter_kind="lora", objective=method, status="registered" if improved else "rejected",
         base_model=_base_name(), data_hash=data_hash, example_count=len(train), heldout_count=len(held),
@@ -152,7 +152,7 @@ def _train_and_gate(
     return PreferenceOutcome(record, run, before, after)
 
 
-def _perplexity(registry: AdapterRegistry, scope: Scope, start: AdapterRecord | None, folder: Path) -> dict[str, float]:
+def heldout_perplexity(registry: AdapterRegistry, scope: Scope, start: AdapterRecord | None, folder: Path) -> dict[str, float]:
     """The aligned adapter's held-out perplexity on the messages its start was gated on, so
     the planner can weigh it like any adapter (nothing when it started from a fresh LoRA)."""
     if start is None or not start.heldout_ids:

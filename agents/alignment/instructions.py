@@ -34,17 +34,17 @@ NOTES: dict[str, tuple[str, str]] = {
 }
 
 _COMMENT_CUES: dict[str, re.Pattern[str]] = {
-    "concise": re.compile(r"\b(too long|shorter|more concise|be brief|briefer|less verbose|tl;?dr|wordy)\b", re.I),
-    "detailed": re.compile(r"\b(too short|more detail|more details|elaborate|expand on|too brief)\b", re.I),
-    "bullets": re.compile(r"\b(bullet|bullets|bullet points|as a list|list form)\b", re.I),
-    "no_emojis": re.compile(r"\b(no|stop|without|fewer|drop the|lose the) (the )?emojis?\b|\bemojis? (are|is) annoying\b", re.I),
-    "formal": re.compile(r"\b(more formal|more professional|too casual|too chatty)\b", re.I),
-    "casual": re.compile(r"\b(too formal|less formal|more casual|relax|stiff)\b", re.I),
+    "concise": re.compile(r"\b(too long|shorter|more concise|be brief|briefer|less verbose|tl;?dr|wordy)\b", re.IGNORECASE),
+    "detailed": re.compile(r"\b(too short|more detail|more details|elaborate|expand on|too brief)\b", re.IGNORECASE),
+    "bullets": re.compile(r"\b(bullet|bullets|bullet points|as a list|list form)\b", re.IGNORECASE),
+    "no_emojis": re.compile(r"\b(no|stop|without|fewer|drop the|lose the) (the )?emojis?\b|\bemojis? (are|is) annoying\b", re.IGNORECASE),
+    "formal": re.compile(r"\b(more formal|more professional|too casual|too chatty)\b", re.IGNORECASE),
+    "casual": re.compile(r"\b(too formal|less formal|more casual|relax|stiff)\b", re.IGNORECASE),
 }
 _EMOJI = re.compile("[\U0001F300-\U0001FAFF\U00002600-\U000027BF\U0001F000-\U0001F2FF]")
-_BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+\S", re.M)
-_CONTRACTION = re.compile(r"\b\w+'(?:s|re|ve|ll|d|t|m)\b", re.I)
-_SLANG = re.compile(r"\b(hey|gonna|wanna|yeah|cool|awesome|lol|btw|kinda|stuff)\b", re.I)
+_BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+\S", re.MULTILINE)
+_CONTRACTION = re.compile(r"\b\w+'(?:s|re|ve|ll|d|t|m)\b", re.IGNORECASE)
+_SLANG = re.compile(r"\b(hey|gonna|wanna|yeah|cool|awesome|lol|btw|kinda|stuff)\b", re.IGNORECASE)
 
 
 @dataclass
@@ -127,8 +127,8 @@ def learn(feedback: Sequence[Feedback]) -> list[LearnedInstruction]:
             ids[key].append(item.id)
             sources[key] += [s for s in item.sources if s not in sources[key]]
     best: dict[str, str] = {}
-    for key in evidence:
-        if evidence[key] < NEEDED:
+    for key, amount in evidence.items():
+        if amount < NEEDED:
             continue
         dimension = NOTES[key][0]
         if dimension not in best or latest[key] > latest[best[dimension]]:

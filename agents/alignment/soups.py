@@ -82,7 +82,7 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
 def _replace_words(text: str, table: dict[str, str]) -> str:
-    pattern = re.compile(r"\b(" + "|".join(re.escape(k) for k in sorted(table, key=len, reverse=True)) + r")\b", re.I)
+    pattern = re.compile(r"\b(" + "|".join(re.escape(k) for k in sorted(table, key=len, reverse=True)) + r")\b", re.IGNORECASE)
 
     def swap(match: re.Match[str]) -> str:
         out = table[match.group(0).lower()]
@@ -97,7 +97,7 @@ def as_concise(answer: str) -> str:
 
 def as_formal(answer: str) -> str:
     text = _replace_words(answer, _EXPAND).replace("!", ".")
-    return re.sub(r"^(hey|hi|so|well|okay|ok)[,!.]?\s+", "", text, flags=re.I).strip()
+    return re.sub(r"^(hey|hi|so|well|okay|ok)[,!.]?\s+", "", text, flags=re.IGNORECASE).strip()
 
 
 def as_casual(answer: str) -> str:
@@ -148,8 +148,8 @@ def style_pairs(questions: Sequence[str], answers: Sequence[str]) -> dict[str, l
 # --- per-user weights ---------------------------------------------------------------------------
 
 _PROFILE_CUES = {
-    "length": (re.compile(r"\b(short|concise|brief|terse)\b", re.I), re.compile(r"\b(detailed|long|thorough|in depth)\b", re.I)),
-    "tone": (re.compile(r"\b(formal|professional|polite)\b", re.I), re.compile(r"\b(casual|informal|relaxed|friendly)\b", re.I)),
+    "length": (re.compile(r"\b(short|concise|brief|terse)\b", re.IGNORECASE), re.compile(r"\b(detailed|long|thorough|in depth)\b", re.IGNORECASE)),
+    "tone": (re.compile(r"\b(formal|professional|polite)\b", re.IGNORECASE), re.compile(r"\b(casual|informal|relaxed|friendly)\b", re.IGNORECASE)),
 }
 
 

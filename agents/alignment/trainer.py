@@ -163,13 +163,13 @@ def _dataset(method: Method, examples: Sequence[DPOPair] | Sequence[KTORow]) -> 
 def _trainer(method: Method, model: Any, tokenizer: Any, data: Any, config: PreferenceConfig, work_dir: str, callback: Any) -> Any:
     from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer
 
-    common = dict(
-        output_dir=work_dir, per_device_train_batch_size=config.batch_size, num_train_epochs=config.epochs,
-        learning_rate=config.learning_rate, lr_scheduler_type="constant", warmup_steps=0, beta=config.beta,
-        max_length=config.max_length, use_cpu=True, bf16=False, fp16=False, gradient_checkpointing=False,
-        report_to="none", save_strategy="no", logging_steps=1, disable_tqdm=True, dataloader_num_workers=0,
-        seed=config.seed,
-    )
+    common = {
+        "output_dir": work_dir, "per_device_train_batch_size": config.batch_size, "num_train_epochs": config.epochs,
+        "learning_rate": config.learning_rate, "lr_scheduler_type": "constant", "warmup_steps": 0, "beta": config.beta,
+        "max_length": config.max_length, "use_cpu": True, "bf16": False, "fp16": False, "gradient_checkpointing": False,
+        "report_to": "none", "save_strategy": "no", "logging_steps": 1, "disable_tqdm": True, "dataloader_num_workers": 0,
+        "seed": config.seed,
+    }
     if method == "dpo":
         return DPOTrainer(model=model, ref_model=None, args=DPOConfig(**common), train_dataset=data,
                           processing_class=tokenizer, callbacks=[callback])
