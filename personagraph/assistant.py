@@ -17,12 +17,17 @@ from pathlib import Path
 from typing import Any, Self
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import BaseMessage, HumanMessage
 from pydantic import BaseModel, ConfigDict
 
 from personagraph.agents.adapters.registry import AdapterRegistry, TrainOutcome
 from personagraph.agents.adapters.scheduler import RetrainScheduler
 from personagraph.agents.adapters.training import TrainConfig
+from personagraph.agents.alignment.align import PreferenceOutcome
+from personagraph.agents.alignment.instructions import apply_learned, instruction_facts
+from personagraph.agents.alignment.preferences import PreferenceData, preference_data
+from personagraph.agents.alignment.style_library import SoupOutcome, build_user_soup
+from personagraph.agents.alignment.trainer import PreferenceConfig
 from personagraph.agents.llm.registry import load_chat_model
 from personagraph.agents.planner import Plan, PlannerConfig, PlanPolicy, RulePolicy
 from personagraph.agents.prompting import MemoryQuote, UsedMemory
@@ -40,7 +45,19 @@ from personagraph.graphs.respond.graph import (
 )
 from personagraph.memory import ForgetReceipt, Memory, Scope
 from personagraph.memory.errors import ConfigurationError, InvalidRecordError
-from personagraph.memory.models import AdapterKind, AdapterRecord
+from personagraph.memory.models import (
+    AdapterKind,
+    AdapterRecord,
+    Fact,
+    Feedback,
+    PromptMessage,
+)
+from personagraph.tools.feedback import (
+    FeedbackRecorder,
+    ReplyProvenance,
+    prompt_messages,
+    to_langchain,
+)
 
 from .factory import open_memory
 from .settings import Settings
@@ -57,6 +74,12 @@ class Reply(BaseModel):
     used: list[UsedMemory]
     event_ids: list[str]
     timings_ms: dict[str, float]
+    prompt: list[PromptMessage] = []
+
+    @property
+    def reply_id(self) -> str | None:
+        """The id of the stored answer: what feedback on it names (None when not recorded)."""
+        return self.event_ids[-1] if self.event_ids else None
 
 
 class Assistant:
@@ -97,6 +120,7 @@ class Assistant:
         self._generator: Any = None
         self._graph: Any = None
         self._nodes: RespondNodes | None = None
+        self.feedback = FeedbackRecorder(memory, on_recorded=self._learn_from)
         self._setup = threading.Lock()  # the lazy parts are built once even when first calls race
         self._closed = False
 
@@ -127,10 +151,17 @@ class Assistant:
         state = self.graph.invoke(self._request(user, query, thread_id, history, user_name, local_only, latency_budget_ms))
         if self.retraining is not None:
             self.retraining.maybe_schedule(self.scope(user))
-        return Reply(
+        reply = Reply(
             answer=state["answer"], plan=state["plan"], quotes=state.get("quotes", []), used=state.get("used", []),
             event_ids=state.get("event_ids", []), timings_ms=state.get("timings_ms", {}),
+            prompt=prompt_messages(state["prompt"].messages) if state.get("prompt") else [],
         )
+        if reply.reply_id:
+            self.feedback.remember(self.scope(user), reply.reply_id, ReplyProvenance(
+                prompt=tuple(reply.prompt), memory_ids=tuple(q.record_id for q in reply.quotes),
+                backend=reply.plan.backend, adapter_id=reply.plan.adapter_id,
+            ))
+        return reply
 
     def plan(self, user: str | Scope, query: str, *, local_only: bool = False, latency_budget_ms: int | None = None) -> Plan:
         """The plan `respond` would follow, with its reasons, without retrieving or generating."""
@@ -204,18 +235,82 @@ class Assistant:
         return deleted
 
     def forget_user(self, user: str | Scope) -> ForgetReceipt:
-        """Everything of the user goes: records, index, graph, adapter weights and loaded adapters."""
+        """Everything of the user goes: records (feedback included), index, graph, adapter
+        weights, loaded adapters and the log of their recent replies."""
         self._check_open()
         scope = self.scope(user)
         ids = [a.id for a in self.memory.adapters(scope)]
         self.reflection.flush()
         receipt = self.memory.forget_user(scope)
+        self.feedback.drop(scope)
+        receipt.residue["reply_log"] = self.feedback.count(scope)
         if self._generator is not None:
             self._generator.forget(scope, ids)
         # A training under way fails to register (its events are gone) and deletes its own folder;
         # anything else left in the user's folder goes now.
         self.registry.remove_user_folder(scope)
         return receipt
+
+    # --- feedback and alignment (the objective level) ------------------------------------------
+
+    def _learn_from(self, scope: Scope, feedback: Feedback) -> None:
+        apply_learned(self.memory, scope)
+
+    def thumbs(self, user: str | Scope, reply_id: str, up: bool, *, comment: str | None = None) -> Feedback:
+        self._check_open()
+        return self.feedback.thumbs(self.scope(user), reply_id, up, comment=comment)
+
+    def edit(self, user: str | Scope, reply_id: str, edited: str, *, comment: str | None = None) -> Feedback:
+        self._check_open()
+        return self.feedback.edit(self.scope(user), reply_id, edited, comment=comment)
+
+    def choose(self, user: str | Scope, reply_id: str, alternatives: Sequence[str], chosen: int) -> Feedback:
+        self._check_open()
+        return self.feedback.choose(self.scope(user), reply_id, alternatives, chosen)
+
+    def alternatives(self, user: str | Scope, reply_id: str, n: int = 2, *, temperature: float = 0.8) -> list[str]:
+        """`n` more answers to the request behind a reply, sampled by the chat model from the
+        prompt the reply had, for the user to choose among with `choose` (the reply itself
+        usually first). Answers the adapter wrote are regenerated by prompting too."""
+        self._check_open()
+        scope = self.scope(user)
+        if not 1 <= n <= 8:
+            raise InvalidRecordError("n must be between 1 and 8")
+        provenance = self.feedback.provenance(scope, reply_id)
+        request = self.feedback.request_of(scope, reply_id)
+        messages = to_langchain(provenance.prompt) if provenance and provenance.prompt else [HumanMessage(request.text)]
+        model = self.chat_model
+        if "temperature" in type(model).model_fields:
+            model = model.model_copy(update={"temperature": temperature})
+        return [str(model.invoke(messages).text) for _ in range(n)]
+
+    def preference_data(self, user: str | Scope) -> PreferenceData:
+        self._check_open()
+        return preference_data(self.memory.feedback(self.scope(user)))
+
+    def train_preferences(self, user: str | Scope, config: PreferenceConfig | None = None) -> PreferenceOutcome:
+        """DPO/KTO on the user's adapter from their feedback; served only if it improved."""
+        self._check_open()
+        scope = self.scope(user)
+        outcome = self.registry.train_preferences(scope, config=config or PreferenceConfig(
+            time_budget_s=self.settings.preference_train_seconds,
+        ))
+        if self._generator is not None and outcome.replaced:
+            self._generator.forget(scope, outcome.replaced)
+        return outcome
+
+    def build_soup(self, user: str | Scope, weights: dict[str, float] | None = None) -> SoupOutcome:
+        """Merge the style adapters with the user's weights (from what is known about them)."""
+        self._check_open()
+        scope = self.scope(user)
+        outcome = build_user_soup(self.registry, scope, self.settings.styles_path, weights=weights)
+        if self._generator is not None and outcome.replaced:
+            self._generator.forget(scope, outcome.replaced)
+        return outcome
+
+    def learned_instructions(self, user: str | Scope) -> list[Fact]:
+        self._check_open()
+        return instruction_facts(self.memory, self.scope(user))
 
     # --- lifecycle ---------------------------------------------------------------------------
 

@@ -12,12 +12,14 @@ from rich.table import Table
 
 from personagraph.agents.adapters.registry import AdapterRegistry
 from personagraph.agents.adapters.training import TrainConfig
+from personagraph.memory.errors import PersonagraphError
 from personagraph.memory.models import AdapterKind
 
 from .assistant import Assistant, Reply
 from .cli import _memory, _scope, _short, _state, app, console, err_console
 
-CHAT_HELP = "commands: /plan (show plans) /memories (show memories used) /quit"
+CHAT_HELP = ("commands: /plan (show plans) /memories (show memories used) /up /down [comment] (rate the last answer) "
+             "/edit TEXT (rewrite it) /more (two other answers) /pick N (choose one) /quit")
 
 
 def _assistant(settings, memory, model: str | None) -> Assistant:  # type: ignore[no-untyped-def]
@@ -58,6 +60,7 @@ def chat(
     memories: Annotated[bool, typer.Option("--memories", help="Show the memories quoted and used.")] = False,
     local_only: Annotated[bool, typer.Option("--local-only", help="Nothing leaves this machine: the local model answers.")] = False,
     latency_budget_ms: Annotated[int | None, typer.Option(min=1, help="Latency budget the planner respects.")] = None,
+    ids: Annotated[bool, typer.Option("--ids", help="Show each answer's id (for `personagraph feedback add`).")] = False,
 ) -> None:
     """Chat with USER's personalized assistant; exchanges become memory in the background."""
     settings = _state(ctx).settings
@@ -65,11 +68,15 @@ def chat(
     show = {"plan": plan, "memories": memories}
     with _memory(settings) as memory:
         assistant = _assistant(settings, memory, model)
+        last: dict[str, object] = {}
         try:
             def ask(text: str) -> None:
                 with err_console.status("thinking…"):
                     reply = assistant.respond(scope, text, thread_id=thread, local_only=local_only, latency_budget_ms=latency_budget_ms)
                 console.print(f"[bold cyan]assistant>[/] {escape(reply.answer)}")
+                if ids:
+                    console.print(f"[dim]  id: {reply.reply_id}[/]")
+                last.update(reply=reply, options=[])
                 if show["plan"]:
                     _show_plan(reply)
                 if show["memories"]:
@@ -91,6 +98,8 @@ def chat(
                 if text in ("/plan", "/memories"):
                     show[text[1:]] = not show[text[1:]]
                     console.print(f"[dim]{text[1:]} {'on' if show[text[1:]] else 'off'}[/]")
+                elif text.startswith("/"):
+                    _feedback_command(assistant, scope, text, last)
                 elif text:
                     ask(text)
         finally:
@@ -98,6 +107,37 @@ def chat(
             note = "saving the conversation to memory and finishing adapter training…" if busy else "saving the conversation to memory…"
             with err_console.status(note):
                 assistant.close()
+
+
+def _feedback_command(assistant: Assistant, scope, text: str, last: dict) -> None:  # type: ignore[no-untyped-def]
+    """/up, /down, /edit, /more and /pick on the last answer of the REPL."""
+    command, _, rest = text.partition(" ")
+    reply = last.get("reply")
+    if reply is None or not reply.reply_id:
+        console.print("[dim]no answer to give feedback on yet[/]")
+        return
+    try:
+        if command in ("/up", "/down"):
+            fb = assistant.thumbs(scope, reply.reply_id, command == "/up", comment=rest.strip() or None)
+        elif command == "/edit" and rest.strip():
+            fb = assistant.edit(scope, reply.reply_id, rest.strip())
+        elif command == "/more":
+            with err_console.status("sampling other answers…"):
+                last["options"] = [reply.answer, *assistant.alternatives(scope, reply.reply_id, 2)]
+            for n, option in enumerate(last["options"]):
+                console.print(f"  [bold]{n}[/] {escape(option)}")
+            console.print("[dim]choose with /pick N[/]")
+            return
+        elif command == "/pick" and rest.strip().isdigit() and last.get("options"):
+            fb = assistant.choose(scope, reply.reply_id, last["options"], int(rest))
+        else:
+            console.print(f"[dim]{CHAT_HELP}[/]")
+            return
+    except PersonagraphError as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        return
+    counts = assistant.preference_data(scope).counts()
+    console.print(f"[dim]recorded {fb.feedback_kind} feedback; {counts['dpo_pairs']} pairs, {counts['kto_rows']} thumbs so far[/]")
 
 
 DEMO_REQUESTS = ("Where do I live now?", "Write a short note to my sister about our trip", "What is the capital of Portugal?")
@@ -178,13 +218,14 @@ def adapters_list(ctx: typer.Context, user: Annotated[str, typer.Argument(help="
         registry = AdapterRegistry(memory, settings.adapters_path)
         fresh = {a.id: registry.messages_since(scope, a, a.speaker or None) for a in records}
     table = Table(box=box.SIMPLE_HEAD)
-    for column in ("id", "kind", "status", "base ppl", "adapter ppl", "gain", "examples", "held out", "created", "fresh msgs"):
+    for column in ("id", "kind", "objective", "status", "base ppl", "adapter ppl", "gain", "preference acc", "examples", "held out", "created", "fresh msgs"):
         table.add_column(column)
     for a in records:
         m = a.metrics
+        prefs = f"{m['pref_acc_before']:.0%} → {m['pref_acc_after']:.0%}" if "pref_acc_after" in m else ""
         table.add_row(
-            a.id, a.adapter_kind, a.status, f"{m.get('base_ppl', 0):.2f}", f"{m.get('adapter_ppl', 0):.2f}",
-            f"{a.gain:+.1%}", str(a.example_count), str(a.heldout_count), f"{a.created_at:%Y-%m-%d %H:%M}", str(fresh[a.id]),
+            a.id, a.adapter_kind, a.objective, a.status, f"{m.get('base_ppl', 0):.2f}", f"{m.get('adapter_ppl', 0):.2f}",
+            f"{a.gain:+.1%}", prefs, str(a.example_count), str(a.heldout_count), f"{a.created_at:%Y-%m-%d %H:%M}", str(fresh[a.id]),
         )
     console.print(table if records else f"no adapters for {escape(user)}")
 

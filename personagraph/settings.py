@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     adapter_min_messages: int = Field(20, ge=2, description="messages from the user before a first adapter is due")
     adapter_auto_train: bool = Field(True, description="train a user's adapter in the background once it is due")
     max_loaded_adapters: int = Field(8, ge=1, description="adapters kept loaded on the local model (LRU)")
+    preference_train_seconds: float = Field(120.0, gt=0, description="time budget of one DPO/KTO training on CPU")
+    styles_dir: Path | None = Field(None, description="the shared style adapters for soups; default <data_dir>/styles")
 
     @property
     def records_path(self) -> Path:
@@ -41,6 +43,10 @@ class Settings(BaseSettings):
     @property
     def adapters_path(self) -> Path:
         return self.adapters_dir or self.data_dir / "adapters"
+
+    @property
+    def styles_path(self) -> Path:
+        return self.styles_dir or self.data_dir / "styles"
 
     @property
     def index_path(self) -> Path:
