@@ -323,6 +323,8 @@ def main() -> None:
     parser.add_argument("--train-seconds", type=float, default=60.0, help="time budget of each user's DPO training")
     parser.add_argument("--skip-adapter", action="store_true", help="score only the conditions without adapters")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--skip-generated", action="store_true",
+                        help="skip DPO/KTO preference accuracy on generated users (benchmarks.generated_preferences)")
     args = parser.parse_args()
     if not (args.data / MCQ_FOLDER).is_dir() or not (args.data / "filtered_inter_turns.json").exists():
         parser.error(f"{args.data} is not the PrefEval folder (no {MCQ_FOLDER}/ or filtered_inter_turns.json); "
@@ -330,9 +332,14 @@ def main() -> None:
     if args.inter_turns < 0 or args.limit_per_topic < 1 or args.max_context < 64 or args.train_seconds <= 0:
         parser.error("--inter-turns must be 0 or more, --limit-per-topic 1 or more, --max-context 64 or more, "
                      "--train-seconds above 0")
-    run(args.data, args.inter_turns, args.out, topics=args.topics, limit_per_topic=args.limit_per_topic,
-        max_context=args.max_context, train_seconds=args.train_seconds, skip_adapter=args.skip_adapter,
-        threads=args.threads)
+    report = run(args.data, args.inter_turns, args.out, topics=args.topics, limit_per_topic=args.limit_per_topic,
+                 max_context=args.max_context, train_seconds=args.train_seconds, skip_adapter=args.skip_adapter,
+                 threads=args.threads)
+    if not args.skip_generated:
+        from . import generated_preferences
+
+        report["generated"] = generated_preferences.run(args.train_seconds, len(generated_preferences.STYLE_QUESTIONS), None)
+        write_json(args.out, report)
 
 
 if __name__ == "__main__":

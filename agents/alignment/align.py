@@ -137,6 +137,7 @@ def _train_and_gate(
     metrics = {
         "pref_acc_before": before.accuracy if before else 0.5, "pref_acc_after": after.accuracy,
         "pref_margin_before": before.margin if before else 0.0, "pref_margin_after": after.margin,
+        **({"pref_token_acc_before": before.token_accuracy, "pref_token_acc_after": after.token_accuracy} if before else {}),
         "heldout_pairs": float(len(held)), "train_seconds": run.seconds, "steps": float(run.steps),
     }
     metrics |= heldout_perplexity(registry, scope, start, folder)

@@ -114,14 +114,12 @@ def preference_data(feedback: Sequence[Feedback]) -> PreferenceData:
 
 def as_kto_rows(data: PreferenceData) -> list[KTORow]:
     """Every row KTO can learn from: the thumbs, plus each pair split into a desirable and an
-    undesirable answer (KTO needs no pairing, so choices and edits count too)."""
-    split = [
-        row for pair in data.dpo for row in (
-            KTORow(prompt=pair.prompt, completion=pair.chosen, label=True, feedback_id=pair.feedback_id),
-            KTORow(prompt=pair.prompt, completion=pair.rejected, label=False, feedback_id=pair.feedback_id),
-        )
-    ]
-    return [*data.kto, *split]
+    undesirable answer (KTO needs no pairing, so choices and edits count too). TRL estimates
+    KTO's KL term by pairing each row's prompt with its neighbour's answer, so the two halves
+    of a pair are kept apart: all chosen answers first, then all rejected ones."""
+    chosen = [KTORow(prompt=p.prompt, completion=p.chosen, label=True, feedback_id=p.feedback_id) for p in data.dpo]
+    rejected = [KTORow(prompt=p.prompt, completion=p.rejected, label=False, feedback_id=p.feedback_id) for p in data.dpo]
+    return [*data.kto, *chosen, *rejected]
 
 
 def to_datasets(data: PreferenceData) -> Any:

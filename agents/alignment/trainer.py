@@ -66,11 +66,14 @@ class PreferenceRun(BaseModel):
 
 class PreferenceScore(BaseModel):
     """Preference accuracy on pairs: the share where the model gives the chosen answer a higher
-    log-probability than the rejected one (ties count half), and the mean log-prob margin."""
+    log-probability than the rejected one (ties count half), and the mean log-prob margin.
+    `token_accuracy` compares log-probability per token instead: when the two answers differ
+    much in length the summed one is settled by length alone and cannot move in a few steps."""
 
     accuracy: float
     margin: float
     pairs: int
+    token_accuracy: float = 0.0
 
 
 def preference_accuracy(model: Any, tokenizer: Any, pairs: Sequence[DPOPair], *, max_length: int = 512) -> PreferenceScore:
@@ -80,19 +83,28 @@ def preference_accuracy(model: Any, tokenizer: Any, pairs: Sequence[DPOPair], *,
     answers = [text for p in pairs for text in (p.chosen, p.rejected)]
     scores = completion_logprobs(model, tokenizer, prompts, answers, max_length=max_length)
     margins = [scores[2 * i].logprob - scores[2 * i + 1].logprob for i in range(len(pairs))]
-    accuracy = sum(1.0 if m > 0 else 0.5 if m == 0 else 0.0 for m in margins) / len(margins)
-    return PreferenceScore(accuracy=accuracy, margin=sum(margins) / len(margins), pairs=len(pairs))
+    per_token = [scores[2 * i].mean - scores[2 * i + 1].mean for i in range(len(pairs))]
+    return PreferenceScore(accuracy=_share(margins), margin=sum(margins) / len(margins), pairs=len(pairs),
+                           token_accuracy=_share(per_token))
+
+
+def _share(differences: Sequence[float]) -> float:
+    return sum(1.0 if d > 0 else 0.5 if d == 0 else 0.0 for d in differences) / len(differences)
 
 
 @contextmanager
 def borrowed_base(base: Any, num_threads: int | None = None) -> Iterator[None]:
     """Give the base back exactly as lent: flags, modes, config, tags, forward and threads."""
+    import random
+
+    import numpy as np
     import torch
 
     flags = {name: p.requires_grad for name, p in base.named_parameters()}
     modes = {name: m.training for name, m in base.named_modules()}
     use_cache, tags = base.config.use_cache, getattr(base, "model_tags", None)
     threads = torch.get_num_threads()
+    rng = (random.getstate(), np.random.get_state(), torch.random.get_rng_state())  # the Trainer reseeds all three
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     try:
@@ -107,6 +119,9 @@ def borrowed_base(base: Any, num_threads: int | None = None) -> Iterator[None]:
         for name, m in base.named_modules():
             m.training = modes[name]
         torch.set_num_threads(threads)
+        random.setstate(rng[0])
+        np.random.set_state(rng[1])
+        torch.random.set_rng_state(rng[2])
 
 
 def policy_model(base: Any, config: PreferenceConfig, start_adapter: Path | None) -> Any:
@@ -166,7 +181,7 @@ def _trainer(method: Method, model: Any, tokenizer: Any, data: Any, config: Pref
     common = {
         "output_dir": work_dir, "per_device_train_batch_size": config.batch_size, "num_train_epochs": config.epochs,
         "learning_rate": config.learning_rate, "lr_scheduler_type": "constant", "warmup_steps": 0, "beta": config.beta,
-        "max_length": config.max_length, "use_cpu": True, "bf16": False, "fp16": False, "gradient_checkpointing": False,
+        "max_length": config.max_length, "use_cpu": True, "bf16": False, "fp16": False, "activation_checkpointing": False,
         "report_to": "none", "save_strategy": "no", "logging_steps": 1, "disable_tqdm": True, "dataloader_num_workers": 0,
         "seed": config.seed,
     }
