@@ -161,12 +161,27 @@ def show_demo_answers(settings, memory, scope) -> None:  # type: ignore[no-untyp
                     "[dim](SmolLM2-135M is tiny: the memories above are right, its answer may not be. "
                     "PERSONAGRAPH_RESPOND_MODEL=provider:model answers with a bigger model.)[/]"
                 )
+                _demo_feedback(assistant, scope, reply)
             else:
                 plan = assistant.plan(scope, text)
                 console.print(f"[dim]plan: {plan.backend}; memories: {', '.join(plan.memory_kinds) or 'none'} k={plan.k}[/]")
                 console.print(f"[dim]  · {escape(plan.reasons[-1])}[/]")
     finally:
         assistant.close()
+
+
+def _demo_feedback(assistant: Assistant, scope, reply: Reply) -> None:  # type: ignore[no-untyped-def]
+    """Sam rewrites the answer: the edit is kept as preference data and teaches an instruction."""
+    if not reply.reply_id:
+        return
+    edited = "You live in Bristol now."
+    assistant.edit(scope, reply.reply_id, edited if edited != reply.answer.strip() else "Bristol.")
+    counts = assistant.preference_data(scope).counts()
+    console.print(f"[bold]sam edits the answer to>[/] {escape(edited)}")
+    console.print(f"[dim]  kept as preference data: {counts['dpo_pairs']} DPO pair, {counts['sft_examples']} SFT example "
+                  "(`personagraph feedback train sam` aligns Sam's adapter on it)[/]")
+    for fact in assistant.learned_instructions(scope):
+        console.print(f"[dim]  learned instruction: {escape(fact.text)} (now part of every prompt for Sam)[/]")
 
 
 adapters_app = typer.Typer(help="Train, list, evaluate and delete a user's own adapters.", no_args_is_help=True)
