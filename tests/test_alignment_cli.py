@@ -121,3 +121,23 @@ def test_from_python_feedback_to_an_aligned_adapter_the_planner_serves_and_forge
         assert assistant.memory.adapters(Scope(user_id="ann")) == [] and receipt.residue["reply_log"] == 0
     finally:
         assistant.close()
+
+
+@pytest.mark.slow
+def test_style_adapters_built_for_real_and_a_soup_the_planner_serves(tmp_path: Path, embedder: MiniLMEmbedder) -> None:
+    data = tmp_path / "data"
+    out = _ok(data, "styles", "build", "--seconds", "20", "--questions", "8").stdout
+    assert "length" in out and "tone" in out and "style adapters in" in out
+    assert "length" in _ok(data, "styles", "list").stdout
+    reply = _exchange(data, embedder, "ann", QUESTIONS[0], "Sunscreen, a towel, water and a hat are all you need.", 0)
+    _ok(data, "feedback", "add", "ann", reply, "--down", "--comment", "too formal, relax")
+    out = _ok(data, "styles", "soup", "ann", "--length", "0.5").stdout
+    assert "registered soup" in out and '"length": 0.5' in out
+    memory = open_memory(Settings(data_dir=data), embedder=embedder)
+    try:
+        (soup,) = memory.adapters(Scope(user_id="ann"))
+        assert soup.objective == "soup" and soup.soup_weights == {"length": 0.5}
+    finally:
+        memory.close()
+    plan = _ok(data, "chat", "ann", "-m", "Write a short note to my sister", "--plan").stdout
+    assert f"soup adapter {soup.id}" in plan
