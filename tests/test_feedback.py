@@ -45,6 +45,7 @@ def recorder(memory: Memory) -> FeedbackRecorder:
 
 
 def test_thumbs_keeps_the_exchange_and_its_provenance(memory: Memory, alice: Scope, recorder: FeedbackRecorder) -> None:
+    memory.add_fact(alice, {"id": "fct_a", "text": "Alice loves trams"})
     request, reply = exchange(memory, alice, "Any tips for Lisbon?", "Try the trams.")
     prompt = (PromptMessage(role="system", content="notes"), PromptMessage(role="user", content="Any tips for Lisbon?"))
     recorder.remember(alice, reply, ReplyProvenance(prompt=prompt, memory_ids=("fct_a",), backend="adapter+memory", adapter_id="adp_1"))
@@ -58,6 +59,8 @@ def test_thumbs_keeps_the_exchange_and_its_provenance(memory: Memory, alice: Sco
 
 
 def test_without_the_reply_log_provenance_comes_from_the_reply_event(memory: Memory, alice: Scope, recorder: FeedbackRecorder) -> None:
+    memory.add_fact(alice, {"id": "fct_a", "text": "Alice says hi a lot"})
+    memory.add_fact(alice, {"id": "fct_b", "text": "Alice likes greetings"})
     _, reply = exchange(memory, alice, "Hi", "Hello!")
     feedback = recorder.thumbs(alice, reply, up=True)
     assert feedback.prompt == [] and feedback.backend == "prompting" and feedback.memory_ids == ["fct_a", "fct_b"]
@@ -201,3 +204,12 @@ def test_the_feedback_tool_takes_the_user_from_the_run_config_only(memory: Memor
     assert "recorded down" in out and memory.feedback(alice)[0].comment == "too long" and memory.feedback(bob) == []
     with pytest.raises(InvalidRecordError):
         tool.invoke({"reply_id": reply, "rating": "up"})  # no user in the config
+
+
+def test_feedback_keeps_only_memory_ids_of_its_own_user(memory: Memory, alice: Scope, bob: Scope, recorder: FeedbackRecorder) -> None:
+    (bobs,) = memory.add_events(bob, [{"speaker": "bob", "text": "My PIN is 1234", "time": T0}])
+    (hers,) = memory.add_events(alice, [{"speaker": "alice", "text": "I live in Porto", "time": T0}])
+    _, reply = exchange(memory, alice, "Where do I live?", "Porto.")
+    recorder.remember(alice, reply, ReplyProvenance(memory_ids=(hers.id, bobs.id, "fct_gone")))
+    feedback = recorder.thumbs(alice, reply, up=True)
+    assert feedback.memory_ids == [hers.id]
