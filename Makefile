@@ -39,6 +39,9 @@ bench: install
 	# four users (two conversations), a LoRA and a soft prompt each at 180 s: ~35 min on 2 CPU cores
 	$(BIN)/python -m benchmarks.adapter_serving --out benchmarks/results/adapter_serving.json
 	$(BIN)/python -m benchmarks.personalization --data $(DATA)/locomo/locomo_dev.json --samples 2 --train-seconds 180 --out benchmarks/results/personalization.json
+	# 28 users with a DPO adapter each at 40 s: ~30 min; generated users (8 trainings at 60 s): ~12 min
+	$(BIN)/python -m benchmarks.prefeval_mcq --data $(DATA)/prefeval --inter-turns 2 --limit-per-topic 2 --train-seconds 40 --skip-generated --out benchmarks/results/prefeval_mcq.json
+	$(BIN)/python -m benchmarks.generated_preferences --train-seconds 60 --out benchmarks/results/generated_preferences.json
 
 clean:
 	rm -rf $(VENV) .personagraph-demo
