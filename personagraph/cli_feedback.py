@@ -196,11 +196,12 @@ def styles_list(ctx: typer.Context) -> None:
 
 def _style_table(reports) -> None:  # type: ignore[no-untyped-def]
     table = Table(box=box.SIMPLE_HEAD)
-    for column in ("dimension", "+ pole", "- pole", "train pairs", "held out", "accuracy before → after", "margin before → after", "steps"):
+    for column in ("dimension", "+ pole", "- pole", "train pairs", "held out", "accuracy", "per-token accuracy", "margin", "steps"):
         table.add_column(column)
     for r in reports:
         table.add_row(r.dimension, r.positive, r.negative, str(r.train_pairs), str(r.heldout_pairs),
-                      f"{r.acc_before:.0%} → {r.acc_after:.0%}", f"{r.margin_before:+.1f} → {r.margin_after:+.1f}", str(r.steps))
+                      f"{r.acc_before:.0%} → {r.acc_after:.0%}", f"{r.token_acc_before:.0%} → {r.token_acc_after:.0%}",
+                      f"{r.margin_before:+.1f} → {r.margin_after:+.1f}", str(r.steps))
     console.print(table)
 
 

@@ -53,6 +53,8 @@ class StyleAdapterReport(BaseModel):
     acc_after: float
     margin_before: float
     margin_after: float
+    token_acc_before: float = 0.0
+    token_acc_after: float = 0.0
     seconds: float
     steps: int
 
@@ -83,6 +85,7 @@ def build_style_adapters(
         report = StyleAdapterReport(
             dimension=name, positive=dim.positive, negative=dim.negative, train_pairs=len(train), heldout_pairs=len(held),
             acc_before=before.accuracy, acc_after=after.accuracy, margin_before=before.margin, margin_after=after.margin,
+            token_acc_before=before.token_accuracy, token_acc_after=after.token_accuracy,
             seconds=run.seconds, steps=run.steps,
         )
         (root / name / MANIFEST).write_text(report.model_dump_json(indent=1))
