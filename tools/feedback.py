@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool
 from personagraph.memory.api import Memory
@@ -81,6 +82,14 @@ class FeedbackRecorder:
         with self._lock:
             return self._replies.get((scope, reply_event_id))
 
+    def count(self, scope: Scope) -> int:
+        with self._lock:
+            return sum(1 for key in self._replies if key[0] == scope)
+
+    def request_of(self, scope: Scope, reply_event_id: str) -> Event:
+        """The user's message a reply answered."""
+        return self._exchange(scope, reply_event_id).request
+
     # --- feedback ------------------------------------------------------------------------------
 
     def thumbs(self, scope: Scope, reply_event_id: str, up: bool, *, comment: str | None = None) -> Feedback:
@@ -141,6 +150,19 @@ class FeedbackRecorder:
         if self.on_recorded is not None:
             self.on_recorded(scope, stored)
         return stored
+
+
+_ROLES = {"system": "system", "human": "user", "ai": "assistant"}
+
+
+def prompt_messages(messages: Sequence[BaseMessage]) -> list[PromptMessage]:
+    """LangChain messages as kept in feedback (tool and other messages are left out)."""
+    return [PromptMessage(role=_ROLES[m.type], content=str(m.text)) for m in messages if m.type in _ROLES]
+
+
+def to_langchain(prompt: Sequence[PromptMessage]) -> list[BaseMessage]:
+    kinds = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
+    return [kinds[m.role](m.content) for m in prompt]
 
 
 class _FeedbackArgs(BaseModel):
