@@ -429,11 +429,13 @@ class Memory:
         found = self.records.get_many(_check_scope(scope), "event", wanted)
         if missing := sorted(set(wanted) - set(found)):
             raise RecordNotFoundError(f"feedback names events that are not this user's: {missing[:5]}")
-        quoted = set(record.memory_ids)
+        if record.reply_event_id and record.reply_event_id not in record.sources:
+            raise InvalidRecordError("the reply feedback names must be among its sources, so forgetting it forgets the feedback")
+        gone = set(record.memory_ids)
         for kind in INDEXED_KINDS:
-            quoted -= set(self.records.get_many(scope, kind, sorted(quoted)))
-        if quoted:  # quoted memories since forgotten are dropped; another user's are never named
-            record = record.model_copy(update={"memory_ids": [m for m in record.memory_ids if m not in quoted]})
+            gone -= set(self.records.get_many(scope, kind, sorted(gone)))
+        if gone:  # a quoted memory was forgotten (or was never this user's): keep none of its text
+            record = record.model_copy(update={"memory_ids": [m for m in record.memory_ids if m not in gone], "prompt": []})
         if self.records.get(scope, "feedback", record.id) is not None:
             raise InvalidRecordError(f"feedback {record.id!r} exists already; feedback is never rewritten")
         self._write(scope, put=[record])

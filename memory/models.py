@@ -273,17 +273,20 @@ class AdapterRecord(Record):
         return self.metrics.get("gain", 0.0)
 
     @property
-    def preference_gain(self) -> float:
-        """Held-out preference accuracy after alignment minus before (0 for plain adapters)."""
-        return self.metrics.get("pref_acc_after", 0.0) - self.metrics.get("pref_acc_before", 0.0)
-
-    @property
     def aligned(self) -> bool:
         return self.objective in ALIGNED_OBJECTIVES
 
 
 FeedbackKind = Literal["thumbs", "choice", "edit"]
-ShortText = Annotated[str, Field(min_length=1, max_length=20_000)]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("text may not be blank")
+    return value
+
+
+ShortText = Annotated[str, Field(min_length=1, max_length=20_000), AfterValidator(_not_blank)]
 
 
 class PromptMessage(BaseModel):

@@ -159,7 +159,7 @@ class Assistant:
         if reply.reply_id:
             self.feedback.remember(self.scope(user), reply.reply_id, ReplyProvenance(
                 prompt=tuple(reply.prompt), memory_ids=tuple(q.record_id for q in reply.quotes),
-                backend=reply.plan.backend, adapter_id=reply.plan.adapter_id,
+                backend=reply.plan.backend, adapter_id=reply.plan.adapter_id, generator=reply.plan.generator,
             ))
         return reply
 
@@ -243,7 +243,6 @@ class Assistant:
         self.reflection.flush()
         receipt = self.memory.forget_user(scope)
         self.feedback.drop(scope)
-        receipt.residue["reply_log"] = self.feedback.count(scope)
         if self._generator is not None:
             self._generator.forget(scope, ids)
         # A training under way fails to register (its events are gone) and deletes its own folder;
@@ -279,7 +278,8 @@ class Assistant:
         provenance = self.feedback.provenance(scope, reply_id)
         request = self.feedback.request_of(scope, reply_id)
         messages = to_langchain(provenance.prompt) if provenance and provenance.prompt else [HumanMessage(request.text)]
-        model = self.chat_model
+        local = provenance is not None and provenance.generator == "local"
+        model = self.local_model() if local else self.chat_model  # a local answer's prompt never leaves the machine
         if "temperature" in type(model).model_fields:
             model = model.model_copy(update={"temperature": temperature})
         return [str(model.invoke(messages).text) for _ in range(n)]
@@ -308,6 +308,30 @@ class Assistant:
             self._generator.forget(scope, outcome.replaced)
         return outcome
 
+    def delete_feedback(self, user: str | Scope, feedback_id: str) -> list[str]:
+        """Delete one piece of feedback, the adapters trained on it and the instructions that
+        rested on it; returns the ids deleted (retracted instructions stay as history)."""
+        self._check_open()
+        scope = self.scope(user)
+        deleted = self.memory.delete_feedback(scope, feedback_id)
+        apply_learned(self.memory, scope)
+        if self._generator is not None:
+            self._generator.forget(scope, deleted[1:])
+        return deleted
+
+    def forget_event(self, user: str | Scope, event_id: str) -> ForgetReceipt:
+        """Forget one message and what rests on it, and drop the user's logged reply prompts
+        (they may quote it)."""
+        self._check_open()
+        scope = self.scope(user)
+        adapters = {a.id for a in self.memory.adapters(scope)}
+        receipt = self.memory.forget_event(scope, event_id)
+        self.feedback.drop(scope)
+        apply_learned(self.memory, scope)
+        if self._generator is not None:
+            self._generator.forget(scope, sorted(adapters - {a.id for a in self.memory.adapters(scope)}))
+        return receipt
+
     def learned_instructions(self, user: str | Scope) -> list[Fact]:
         self._check_open()
         return instruction_facts(self.memory, self.scope(user))
@@ -316,6 +340,12 @@ class Assistant:
 
     def scope(self, user: str | Scope) -> Scope:
         return user if isinstance(user, Scope) else Scope(tenant=self.settings.tenant, user_id=user)
+
+    def local_model(self) -> BaseChatModel:
+        """The local chat model (loaded on first use)."""
+        self.graph  # noqa: B018 - builds it
+        assert self._local is not None
+        return self._local
 
     def adapter_generator(self) -> Any:
         """The adapter backend on the local model (loaded on first use)."""

@@ -15,6 +15,7 @@ from rich.table import Table
 from personagraph.agents.alignment.align import PreferenceOutcome
 from personagraph.agents.alignment.preferences import preference_data, to_datasets
 from personagraph.agents.alignment.style_library import (
+    StyleAdapterReport,
     build_style_adapters,
     style_reports,
     user_soup_weights,
@@ -159,7 +160,11 @@ def feedback_delete(
     """Delete one piece of feedback and every adapter trained on it."""
     settings = _state(ctx).settings
     with _memory(settings) as memory:
-        deleted = memory.delete_feedback(_scope(settings, user), feedback_id)
+        assistant = _assistant(settings, memory, None)
+        try:
+            deleted = assistant.delete_feedback(_scope(settings, user), feedback_id)
+        finally:
+            assistant.close()
     console.print(f"[green]✓[/] deleted {escape(', '.join(deleted))}")
 
 
@@ -194,7 +199,7 @@ def styles_list(ctx: typer.Context) -> None:
     _style_table(reports)
 
 
-def _style_table(reports) -> None:  # type: ignore[no-untyped-def]
+def _style_table(reports: list[StyleAdapterReport]) -> None:
     table = Table(box=box.SIMPLE_HEAD)
     for column in ("dimension", "+ pole", "- pole", "train pairs", "held out", "accuracy", "per-token accuracy", "margin", "steps"):
         table.add_column(column)

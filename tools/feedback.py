@@ -36,6 +36,7 @@ class ReplyProvenance:
     memory_ids: tuple[str, ...] = ()
     backend: str | None = None
     adapter_id: str | None = None
+    generator: str | None = None  # "local" when the answer never left the machine
 
 
 @dataclass
@@ -126,15 +127,27 @@ class FeedbackRecorder:
             raise RecordNotFoundError(f"no reply {reply_event_id!r} for this user")
         if reply.role != "assistant":
             raise InvalidRecordError(f"event {reply_event_id!r} is a {reply.role} message, not an answer")
-        earlier = [e for e in self.memory.events(scope, reply.thread_id) if e.role == "user" and e.time <= reply.time]
-        if not earlier:
-            raise InvalidRecordError(f"reply {reply_event_id!r} answers no request of this user")
         provenance = self.provenance(scope, reply_event_id) or ReplyProvenance(
             memory_ids=tuple(i for i in reply.metadata.get("used", "").split(",") if i),
             backend=reply.metadata.get("backend"),
             adapter_id=reply.metadata.get("adapter") or None,
+            generator=reply.metadata.get("generator"),
         )
-        return _Exchange(request=earlier[-1], reply=reply, provenance=provenance)
+        return _Exchange(request=self._request(scope, reply), reply=reply, provenance=provenance)
+
+    def _request(self, scope: Scope, reply: Event) -> Event:
+        """The request a reply answered: named in its metadata by the respond graph, else the
+        message just before it in its thread. A forgotten request is an error, never a stand-in."""
+        if named := reply.metadata.get("request"):
+            request = self.memory.records.get(scope, "event", named)
+            if not isinstance(request, Event):
+                raise RecordNotFoundError(f"the request answered by {reply.id!r} was forgotten")
+            return request
+        thread = self.memory.events(scope, reply.thread_id)
+        before = [e for e in thread if e.time < reply.time or (e.time == reply.time and e.id != reply.id)]
+        if not before or before[-1].role != "user":
+            raise InvalidRecordError(f"reply {reply.id!r} does not follow a request of this user")
+        return before[-1]
 
     def _record(self, scope: Scope, exchange: _Exchange, **fields: object) -> Feedback:
         p = exchange.provenance

@@ -91,9 +91,12 @@ class AdapterRegistry:
         best_plain = max(plain, key=lambda a: a.gain) if plain else None
         if objective == "sft":
             return best_plain
-        aligned = [  # newest first; one built on a plain adapter that is gone is stale
+        # Alignment starts from the plain LoRA: an aligned adapter is current only while it
+        # rests on that LoRA (or, built on the base model, while the user has no plain LoRA).
+        plain_lora = max((a for a in plain if a.adapter_kind == "lora"), key=lambda a: a.gain, default=None)
+        aligned = [  # newest first
             a for a in found if a.aligned and (objective is None or a.objective == objective)
-            and (a.base_adapter is None or (best_plain is not None and a.base_adapter == best_plain.id))
+            and a.base_adapter == (plain_lora.id if plain_lora else None)
         ]
         if aligned or objective is not None:
             return aligned[0] if aligned else None
@@ -129,7 +132,7 @@ class AdapterRegistry:
 
     def retrain_due(self, scope: Scope, kind: AdapterKind = "lora") -> tuple[bool, str]:
         """Whether training now would use enough new data to be worth minutes of CPU."""
-        latest = next(iter(self.memory.adapters(scope, adapter_kind=kind)), None)  # rejected ones count too
+        latest = next((a for a in self.memory.adapters(scope, adapter_kind=kind) if a.objective == "sft"), None)  # rejected ones count too
         fresh = self.messages_since(scope, latest)
         if latest is None:
             due = fresh >= self.min_messages
@@ -163,7 +166,7 @@ class AdapterRegistry:
         if config.kind != kind:
             raise InvalidRecordError(f"config is for {config.kind!r} adapters, not {kind!r}")
         with self._lock:
-            known = self.memory.adapters(scope, adapter_kind=kind)
+            known = [a for a in self.memory.adapters(scope, adapter_kind=kind) if a.objective == "sft"]
             for record in known:  # the same data again: keep what it gave, unless its weights are gone
                 same = record.data_hash == data.data_hash and record.base_model == BASE_MODEL
                 if same and (record.status == "rejected" or self.servable(scope, record)):
@@ -179,9 +182,12 @@ class AdapterRegistry:
                 shutil.rmtree(folder, ignore_errors=True)  # no orphan weights, e.g. when the user was forgotten meanwhile
                 raise
             replaced = []
-            if record.status == "registered":  # the new adapter replaces the older ones of its kind
+            if record.status == "registered":
+                # The new adapter replaces the older plain ones of its kind; a new plain LoRA also
+                # makes the aligned adapters stale (built on the old one, or on the base model).
                 for old in self.memory.adapters(scope, adapter_kind=kind, status="registered"):
-                    if old.id != record.id:
+                    stale = old.aligned and kind == "lora"
+                    if old.id != record.id and (old.objective == "sft" or stale):
                         self.memory.delete_adapter(scope, old.id)
                         replaced.append(old.id)
         return TrainOutcome(record, report, replaced=replaced)

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from personagraph.memory.errors import InvalidRecordError
-from personagraph.memory.models import AdapterRecord, now
+from personagraph.agents.adapters.registry import BASE_MODEL
+from personagraph.memory.errors import InvalidRecordError, RecordNotFoundError
+from personagraph.memory.models import AdapterRecord, Feedback, now
 from personagraph.memory.scope import Scope
 
 from .preferences import DPOPair, KTORow, PreferenceData, as_kto_rows, preference_data
@@ -65,7 +66,7 @@ def split_by_feedback(feedback_ids: list[str], fraction: float) -> tuple[set[str
     """(train, held-out) feedback ids: the newest `fraction` is held out, at least one when
     there are two or more, none when there is one."""
     held = math.ceil(len(feedback_ids) * fraction) if len(feedback_ids) > 1 and fraction > 0 else 0
-    held = min(held, len(feedback_ids) - 1)
+    held = max(0, min(held, len(feedback_ids) - 1))
     cut = len(feedback_ids) - held
     return set(feedback_ids[:cut]), set(feedback_ids[cut:])
 
@@ -81,7 +82,8 @@ def train_user_preferences(
     """
     config = config or PreferenceConfig()
     memory = registry.memory
-    data = preference_data(memory.feedback(scope))
+    feedback = memory.feedback(scope)
+    data = preference_data(feedback)
     method = choose_method(data, config)
     start = registry.current(scope, kind="lora", objective="sft")
     examples: list[DPOPair] | list[KTORow] = data.dpo if method == "dpo" else as_kto_rows(data)
@@ -96,6 +98,9 @@ def train_user_preferences(
                 f"only {len(order)} piece(s) of feedback: at least 2 are needed to hold one out and measure the result"
             )
         held, gated_on = list(train), "the training pairs (no feedback could be held out)"
+    if method == "kto" and len({r.label for r in train}) < 2:  # type: ignore[union-attr]
+        raise InvalidRecordError("after holding out the newest feedback, the rest has only liked or only disliked answers; "
+                                 "KTO needs both: give more feedback")
     data_hash = _hash(data.data_hash(), method, start.id if start else "", config.model_dump_json(), gated_on)
     with registry._lock:
         for record in memory.adapters(scope, adapter_kind="lora"):
@@ -103,15 +108,15 @@ def train_user_preferences(
                 record.status == "rejected" or registry.servable(scope, record)
             ):
                 return PreferenceOutcome(record, None, reused=True)
-        record_id = AdapterRecord(adapter_kind="lora", objective=method, status="rejected", base_model=_base_name(),
+        record_id = AdapterRecord(adapter_kind="lora", objective=method, status="rejected", base_model=BASE_MODEL,
                                   data_hash=data_hash, example_count=0, heldout_count=0).id
         folder = registry.folder(scope, record_id)
         try:
             outcome = _train_and_gate(registry, scope, method, train, held, config, folder, start, gated_on, data_hash)
+            outcome.record = _register(registry, scope, outcome.record, folder, data, feedback, start)
         except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
+            shutil.rmtree(folder, ignore_errors=True)  # no orphan weights, e.g. when the user was forgotten meanwhile
             raise
-        outcome.record = _register(registry, scope, outcome.record, folder, data, start)
         outcome.replaced = _replace_older(registry, scope, outcome.record)
     return outcome
 
@@ -143,7 +148,7 @@ def _train_and_gate(
     metrics |= heldout_perplexity(registry, scope, start, folder)
     record = AdapterRecord(
         id=folder.name, adapter_kind="lora", objective=method, status="registered" if improved else "rejected",
-        base_model=_base_name(), data_hash=data_hash, example_count=len(train), heldout_count=len(held),
+        base_model=BASE_MODEL, data_hash=data_hash, example_count=len(train), heldout_count=len(held),
         metrics=metrics, path=str(folder) if improved else None, base_adapter=start.id if start else None,
         speaker=start.speaker if start else "", heldout_ids=list(start.heldout_ids) if start else [],
         trained_through=start.trained_through if start else now(),
@@ -171,13 +176,18 @@ def heldout_perplexity(registry: AdapterRegistry, scope: Scope, start: AdapterRe
 
 
 def _register(
-    registry: AdapterRegistry, scope: Scope, record: AdapterRecord, folder: Path, data: PreferenceData, start: AdapterRecord | None,
+    registry: AdapterRegistry, scope: Scope, record: AdapterRecord, folder: Path, data: PreferenceData,
+    feedback: list[Feedback], start: AdapterRecord | None,
 ) -> AdapterRecord:
-    feedback = {f.id: f for f in registry.memory.feedback(scope)}
-    sources = {s for fid in data.feedback_ids if fid in feedback for s in feedback[fid].sources}
-    sources |= set(start.sources) if start else set()
+    """Register what was trained on exactly the feedback read before training: if any of it
+    was forgotten meanwhile, the adapter must not exist."""
+    used = [f for f in feedback if f.id in set(data.feedback_ids)]
+    remaining = {f.id for f in registry.memory.feedback(scope)}
+    if gone := sorted({f.id for f in used} - remaining):
+        raise RecordNotFoundError(f"feedback forgotten while training, nothing registered: {gone[:5]}")
+    sources = {s for f in used for s in f.sources} | (set(start.sources) if start else set())
     final = AdapterRecord.model_validate(
-        record.model_dump() | {"sources": sorted(sources), "feedback_ids": list(data.feedback_ids)},
+        record.model_dump() | {"sources": sorted(sources), "feedback_ids": [f.id for f in used]},
     )
     if record.status != "registered":
         shutil.rmtree(folder, ignore_errors=True)
@@ -198,9 +208,3 @@ def _replace_older(registry: AdapterRegistry, scope: Scope, record: AdapterRecor
 
 def _hash(*parts: Any) -> str:
     return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:24]
-
-
-def _base_name() -> str:
-    from personagraph.agents.adapters.registry import BASE_MODEL
-
-    return BASE_MODEL

@@ -11,6 +11,7 @@ The rules are deterministic and English-only.
 from __future__ import annotations
 
 import re
+import threading
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from personagraph.memory.scope import Scope
 INSTRUCTION_PREDICATE = "answer_style"
 EDIT_WEIGHT = 2  # one edit is enough
 NEEDED = 2  # evidence needed before a note is kept
+_LEARNING = threading.Lock()
 
 # note key -> (dimension, text of the fact)
 NOTES: dict[str, tuple[str, str]] = {
@@ -156,17 +158,24 @@ def apply_learned(memory: Memory, scope: Scope) -> list[Fact]:
     """Bring the user's instruction facts in line with their feedback; returns facts written.
 
     A note already kept is left alone; a note on a dimension that had another one supersedes
-    it (the old one stays in history, closed)."""
-    current = {f.object: f for f in instruction_facts(memory, scope)}
-    by_dimension = {NOTES[key][0]: fact for key, fact in current.items() if key in NOTES}
-    written = []
-    for note in learn(memory.feedback(scope)):
-        if note.key in current:
-            continue
-        fact = Fact(
-            text=note.text, fact_kind="instruction", subject="user", predicate=INSTRUCTION_PREDICATE,
-            object=note.key, confidence=min(1.0, 0.5 + 0.125 * note.evidence), sources=note.sources,
-        )
-        old = by_dimension.get(note.dimension)
-        written.append(memory.supersede_fact(scope, old.id, fact) if old else memory.add_fact(scope, fact))
-    return written
+    it (the old one stays in history, closed); a note its feedback no longer supports (the
+    feedback was deleted) is retracted."""
+    with _LEARNING:  # two pieces of feedback at once must not both supersede one fact
+        current = {f.object: f for f in instruction_facts(memory, scope)}
+        learned = learn(memory.feedback(scope))
+        by_dimension = {NOTES[key][0]: fact for key, fact in current.items() if key in NOTES}
+        written: list[Fact] = []
+        replaced: set[str] = set()
+        for note in learned:
+            if note.key in current:
+                continue
+            fact = Fact(
+                text=note.text, fact_kind="instruction", subject="user", predicate=INSTRUCTION_PREDICATE,
+                object=note.key, confidence=min(1.0, 0.5 + 0.125 * note.evidence), sources=note.sources,
+            )
+            old = by_dimension.get(note.dimension)
+            written.append(memory.supersede_fact(scope, old.id, fact) if old else memory.add_fact(scope, fact))
+            replaced |= {old.id} if old else set()
+        keys = {note.key for note in learned}
+        written += [memory.retract_fact(scope, f.id) for key, f in current.items() if key not in keys and f.id not in replaced]
+        return written

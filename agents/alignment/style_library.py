@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from personagraph.agents.adapters.registry import BASE_MODEL
 from personagraph.memory.errors import InvalidRecordError
 from personagraph.memory.models import AdapterRecord, now
 from personagraph.memory.scope import Scope
@@ -106,6 +107,15 @@ class SoupOutcome:
     replaced: list[str] | None = None
 
 
+def _signal_sources(memory: Any, scope: Scope) -> set[str]:
+    """The events behind the style signals a soup's weights come from (profile style fields and
+    learned instructions): forgetting any of them deletes the soup."""
+    profile = memory.profile(scope)
+    fact_ids = {i for v in (profile.style.verbosity, profile.style.formality) if v for i in v.fact_ids}
+    facts = [f for f in memory.facts(scope) if f.id in fact_ids] + instruction_facts(memory, scope)
+    return {s for f in facts for s in f.sources}
+
+
 def user_soup_weights(registry: AdapterRegistry, scope: Scope) -> dict[str, float]:
     memory = registry.memory
     return soup_weights(memory.profile(scope), instruction_facts(memory, scope), preference_data(memory.feedback(scope)).dpo)
@@ -131,11 +141,12 @@ def build_user_soup(
     start_dir = Path(start.path) if start and start.path else None
     data_hash = soup_hash(wanted, {k: available[k] for k in wanted}, start_dir)
     feedback_ids = [f.id for f in memory.feedback(scope)]
+    signals = _signal_sources(memory, scope) | (set(start.sources) if start else set())
     with registry._lock:
         for record in memory.adapters(scope, adapter_kind="lora", status="registered"):
             if record.objective == "soup" and record.data_hash == data_hash and registry.servable(scope, record):
                 return SoupOutcome(record, wanted, reused=True)
-        record_id = AdapterRecord(adapter_kind="lora", objective="soup", status="rejected", base_model=_base_name(),
+        record_id = AdapterRecord(adapter_kind="lora", objective="soup", status="rejected", base_model=BASE_MODEL,
                                   data_hash=data_hash, example_count=0, heldout_count=0).id
         folder = registry.folder(scope, record_id)
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -145,10 +156,10 @@ def build_user_soup(
                 rank = merge_soup(base, {k: available[k] for k in wanted}, wanted, folder, user_adapter=start_dir)
             measured = heldout_perplexity(registry, scope, start, folder)
             record = memory.register_adapter(scope, AdapterRecord(
-                id=record_id, adapter_kind="lora", objective="soup", status="registered", base_model=_base_name(),
+                id=record_id, adapter_kind="lora", objective="soup", status="registered", base_model=BASE_MODEL,
                 data_hash=data_hash, example_count=0, heldout_count=0, path=str(folder),
                 metrics={"rank": float(rank)} | measured,
-                base_adapter=start.id if start else None, sources=list(start.sources) if start else [],
+                base_adapter=start.id if start else None, sources=sorted(signals),
                 feedback_ids=feedback_ids, soup_weights=wanted, speaker=start.speaker if start else "",
                 heldout_ids=list(start.heldout_ids) if start else [],
                 trained_through=start.trained_through if start else now(),
@@ -164,10 +175,4 @@ def build_user_soup(
                 memory.delete_adapter(scope, old.id)
                 replaced.append(old.id)
     return SoupOutcome(record, wanted, replaced=replaced)
-
-
-def _base_name() -> str:
-    from personagraph.agents.adapters.registry import BASE_MODEL
-
-    return BASE_MODEL
 

@@ -234,10 +234,13 @@ class RespondNodes:
         speaker = state.get("user_name") or scope.user_id
         turns = [
             {"speaker": speaker, "role": "user", "text": state["query"], "time": asked, "thread_id": thread},
-            {"speaker": "assistant", "role": "assistant", "text": state["answer"] or "(no answer)", "time": answered, "thread_id": thread,
-             "metadata": {"backend": state["plan"].backend, "adapter": state["plan"].adapter_id or "",
-                          "used": ",".join(u.record_id for u in state["used"])[:1900]}},
         ]
+        request_id = Event.model_validate(turns[0]).id  # ids come from content: the reply can name its request
+        turns.append(
+            {"speaker": "assistant", "role": "assistant", "text": state["answer"] or "(no answer)", "time": answered, "thread_id": thread,
+             "metadata": {"backend": state["plan"].backend, "adapter": state["plan"].adapter_id or "", "request": request_id,
+                          "generator": state["plan"].generator, "used": ",".join(u.record_id for u in state["used"])[:1900]}},
+        )
         if self.reflection is not None:
             stored = self.reflection.submit(scope, thread, turns, after_seconds=self.config.reflect_after_seconds)
         else:
@@ -287,12 +290,10 @@ def build_respond_graph(memory: Memory, chat_model: BaseChatModel, *, checkpoint
 
 
 def _alignment_note(adapter: AdapterRecord | None) -> str | None:
+    """What the aligned adapter's gate measured, as its record says (for the plan's reasons)."""
     if adapter is None or not adapter.aligned:
         return None
-    m = adapter.metrics
-    if adapter.objective == "soup":
-        return "style weights " + ", ".join(f"{k} {v:+.2f}" for k, v in sorted(adapter.soup_weights.items()))
-    return f"held-out preference accuracy {m.get('pref_acc_before', 0):.0%} -> {m.get('pref_acc_after', 0):.0%}"
+    return adapter.reason[:300]
 
 
 def _as_message(event: Event) -> BaseMessage:
