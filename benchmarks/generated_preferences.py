@@ -5,9 +5,12 @@ local model answers our style questions once; each answer is cut into its two po
 `personagraph.agents.alignment.soups`), and the user reacts to the exchange as their rule
 says: with a choice between the poles (DPO user) or a thumb on one pole (KTO user, half the
 answers shown are the pole they like). Feedback goes through the real path (events,
-`FeedbackRecorder`, `AdapterRegistry.train_preferences` from a fresh LoRA). Accuracy is then
-measured on the pairs of the newest questions, which no training saw: the share where the
-model's log-probability of the rule's pole beats the other pole, before (base) and after.
+`FeedbackRecorder`, `AdapterRegistry.train_preferences` from a fresh LoRA, whose gate holds out
+the newest quarter of the feedback). Accuracy is then measured on a test set of the newest
+questions, which neither training nor the gate saw: the share where the log-probability of the
+rule's pole (as a whole reply) beats the other pole, before (base model) and after (what the
+user is served: the aligned adapter if it passed its gate, else the base again, as the
+weights of a rejected adapter are deleted).
 
     python -m benchmarks.generated_preferences --out FILE.json [--train-seconds S]
 """
@@ -81,17 +84,19 @@ def run(train_seconds: float, questions: int, out: Path | None) -> dict:
         config = PreferenceConfig(time_budget_s=train_seconds, heldout_fraction=0.25)
         for rule in track(list(RULES), description="generated users"):
             pairs = rule_pairs(asked, answers, rule)
-            cut = len(pairs) - min(math.ceil(len(pairs) * config.heldout_fraction), len(pairs) - 1)  # as the registry splits
+            # The newest questions are a test set no feedback and no gate ever saw; the
+            # registry holds out the newest quarter of the feedback for its own gate.
+            test_size = max(2, math.ceil(len(pairs) * 0.25))
+            feedback_pairs, held = pairs[:-test_size], pairs[-test_size:]
             for method in ("dpo", "kto"):
                 scope = Scope(user_id=f"{rule}-{method}")
-                give_feedback(memory, scope, pairs, method)
+                give_feedback(memory, scope, feedback_pairs, method)
                 outcome = registry.train_preferences(scope, config=config.model_copy(update={"method": method}))
-                held = pairs[cut:]
                 before = score_adapter(base, tokenizer, None, held)
                 # What the user is served: the aligned adapter if it passed its gate, else the base.
                 after = score_adapter(base, tokenizer, Path(outcome.record.path), held) if outcome.registered else before
                 rows.append({
-                    "rule": rule, "method": method, "feedback": len(pairs), "heldout_pairs": len(held),
+                    "rule": rule, "method": method, "feedback": len(feedback_pairs), "test_pairs": len(held),
                     "registered": outcome.registered, "acc_before": before.accuracy, "acc_after": after.accuracy,
                     "token_acc_before": before.token_accuracy, "token_acc_after": after.token_accuracy,
                     "margin_before": before.margin, "margin_after": after.margin,
@@ -110,10 +115,10 @@ def run(train_seconds: float, questions: int, out: Path | None) -> dict:
 
 def _print(report: dict) -> None:
     print_table(
-        "DPO/KTO on generated users: held-out preference accuracy (log-prob of the liked pole above the other)",
-        ["rule", "method", "held-out", "acc before", "acc after", "per-token acc before", "after", "margin before",
+        "DPO/KTO on generated users: test-set preference accuracy, base vs what is served",
+        ["rule", "method", "test pairs", "acc before", "acc after", "per-token acc before", "after", "margin before",
          "margin after", "registered", "steps"],
-        [[r["rule"], r["method"], r["heldout_pairs"], f"{r['acc_before']:.2f}", f"{r['acc_after']:.2f}",
+        [[r["rule"], r["method"], r["test_pairs"], f"{r['acc_before']:.2f}", f"{r['acc_after']:.2f}",
           f"{r['token_acc_before']:.2f}", f"{r['token_acc_after']:.2f}",
           f"{r['margin_before']:+.1f}", f"{r['margin_after']:+.1f}", r["registered"], r["steps"]] for r in report["rows"]],
     )

@@ -305,7 +305,8 @@ def _print(report: dict[str, Any], conditions: tuple[str, ...]) -> None:
     if "adapters" in summary:
         a = summary["adapters"]
         print_table(
-            "preference adapters", ["registered", "users", "pref_acc before", "pref_acc after"],
+            "preference adapters (one choice per user: gated on its own training pairs)",
+            ["registered", "users", "train-pair acc before", "train-pair acc after"],
             [[a["registered"], a["users"], a["pref_acc_before"], a["pref_acc_after"]]],
         )
 

@@ -46,8 +46,14 @@ def completion_logprobs(
     *,
     max_length: int = 1024,
     batch_size: int = 4,
+    end_of_turn: bool = False,
 ) -> list[CompletionScore]:
     """Score `completions[i]` as the assistant's reply to the chat messages `prompts[i]`.
+
+    With `end_of_turn`, the tokenizer's end-of-sequence token (the end of an assistant turn in
+    ChatML) follows each completion and is scored with it: the completion as a whole reply,
+    the way TRL trains preferences. Without it a prefix of an answer always scores at least
+    as high as the answer, whatever the model.
 
     Too long: the prompt loses its oldest tokens (the question is at its end); completions are
     never cut. Rows with the same prompt share one cut, the one that fits its longest
@@ -62,7 +68,8 @@ def completion_logprobs(
         raise InvalidRecordError(f"{len(prompts)} prompts but {len(completions)} completions")
     if batch_size < 1:
         raise InvalidRecordError(f"batch_size must be at least 1, got {batch_size}")
-    completion_ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in completions]
+    ending = [tokenizer.eos_token_id] if end_of_turn else []
+    completion_ids = [tokenizer(c, add_special_tokens=False)["input_ids"] + ending for c in completions]
     for i, ids in enumerate(completion_ids):
         if not ids:
             raise InvalidRecordError(f"completion {i} is empty: a score per token needs a token")

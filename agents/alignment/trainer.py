@@ -67,6 +67,7 @@ class PreferenceRun(BaseModel):
 class PreferenceScore(BaseModel):
     """Preference accuracy on pairs: the share where the model gives the chosen answer a higher
     log-probability than the rejected one (ties count half), and the mean log-prob margin.
+    Each answer is scored as a whole reply, end-of-turn token included.
     `token_accuracy` compares log-probability per token instead: when the two answers differ
     much in length the summed one is settled by length alone and cannot move in a few steps."""
 
@@ -81,7 +82,7 @@ def preference_accuracy(model: Any, tokenizer: Any, pairs: Sequence[DPOPair], *,
         raise InvalidRecordError("no pairs to measure preference accuracy on")
     prompts = [p.prompt for p in pairs for _ in (0, 1)]
     answers = [text for p in pairs for text in (p.chosen, p.rejected)]
-    scores = completion_logprobs(model, tokenizer, prompts, answers, max_length=max_length)
+    scores = completion_logprobs(model, tokenizer, prompts, answers, max_length=max_length, end_of_turn=True)
     margins = [scores[2 * i].logprob - scores[2 * i + 1].logprob for i in range(len(pairs))]
     per_token = [scores[2 * i].mean - scores[2 * i + 1].mean for i in range(len(pairs))]
     return PreferenceScore(accuracy=_share(margins), margin=sum(margins) / len(margins), pairs=len(pairs),
@@ -315,10 +316,10 @@ def _shift(model: Any, old_model: Any, tokenizer: Any, rows: Sequence[KTORow]) -
     prompts, answers = [r.prompt for r in rows], [r.completion for r in rows]
     if old_model is None:
         with model.disable_adapter():
-            old = completion_logprobs(model, tokenizer, prompts, answers)
+            old = completion_logprobs(model, tokenizer, prompts, answers, end_of_turn=True)
     else:
-        old = completion_logprobs(model, tokenizer, prompts, answers)  # "before" is active
+        old = completion_logprobs(model, tokenizer, prompts, answers, end_of_turn=True)  # "before" is active
     model.set_adapter("after")
-    new = completion_logprobs(model, tokenizer, prompts, answers)
+    new = completion_logprobs(model, tokenizer, prompts, answers, end_of_turn=True)
     moves = [(n.logprob - o.logprob) * (1 if r.label else -1) for o, n, r in zip(old, new, rows, strict=True)]
     return PreferenceScore(accuracy=sum(m > 0 for m in moves) / len(moves), margin=sum(moves) / len(moves), pairs=len(rows))
