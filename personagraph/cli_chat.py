@@ -3,7 +3,7 @@ and train, list, evaluate or delete the user's own adapters."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich import box
@@ -14,6 +14,7 @@ from personagraph.agents.adapters.registry import AdapterRegistry
 from personagraph.agents.adapters.training import TrainConfig
 from personagraph.memory.errors import PersonagraphError
 from personagraph.memory.models import AdapterKind
+from personagraph.memory.scope import Scope
 
 from .assistant import Assistant, Reply
 from .cli import _memory, _scope, _short, _state, app, console, err_console
@@ -109,7 +110,7 @@ def chat(
                 assistant.close()
 
 
-def _feedback_command(assistant: Assistant, scope, text: str, last: dict) -> None:  # type: ignore[no-untyped-def]
+def _feedback_command(assistant: Assistant, scope: Scope, text: str, last: dict[str, Any]) -> None:
     """/up, /down, /edit, /more and /pick on the last answer of the REPL."""
     command, _, rest = text.partition(" ")
     reply = last.get("reply")
@@ -123,7 +124,8 @@ def _feedback_command(assistant: Assistant, scope, text: str, last: dict) -> Non
             fb = assistant.edit(scope, reply.reply_id, rest.strip())
         elif command == "/more":
             with err_console.status("sampling other answers…"):
-                last["options"] = [reply.answer, *assistant.alternatives(scope, reply.reply_id, 2)]
+                sampled = [reply.answer, *assistant.alternatives(scope, reply.reply_id, 2)]
+                last["options"] = list({text.strip(): text for text in sampled if text.strip()}.values())  # distinct answers only
             for n, option in enumerate(last["options"]):
                 console.print(f"  [bold]{n}[/] {escape(option)}")
             console.print("[dim]choose with /pick N[/]")
@@ -170,12 +172,12 @@ def show_demo_answers(settings, memory, scope) -> None:  # type: ignore[no-untyp
         assistant.close()
 
 
-def _demo_feedback(assistant: Assistant, scope, reply: Reply) -> None:  # type: ignore[no-untyped-def]
+def _demo_feedback(assistant: Assistant, scope: Scope, reply: Reply) -> None:
     """Sam rewrites the answer: the edit is kept as preference data and teaches an instruction."""
     if not reply.reply_id:
         return
-    edited = "You live in Bristol now."
-    assistant.edit(scope, reply.reply_id, edited if edited != reply.answer.strip() else "Bristol.")
+    edited = "You live in Bristol now." if reply.answer.strip() != "You live in Bristol now." else "Bristol."
+    assistant.edit(scope, reply.reply_id, edited)
     counts = assistant.preference_data(scope).counts()
     console.print(f"[bold]sam edits the answer to>[/] {escape(edited)}")
     console.print(f"[dim]  kept as preference data: {counts['dpo_pairs']} DPO pair, {counts['sft_examples']} SFT example "

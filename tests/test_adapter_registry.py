@@ -51,3 +51,19 @@ def test_a_closed_assistant_says_so(memory: Memory, tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="closed"):
         helper.respond(ANN, "Where do I live?")
     assert memory.events(ANN) == []
+
+
+def test_aligned_adapters_are_current_only_on_the_plain_lora_they_rest_on(memory: Memory, tmp_path: Path) -> None:
+    registry = AdapterRegistry(memory, tmp_path / "adapters")
+    on_base = _register(memory, registry, ANN, ANN, "hash_soup_base")
+    memory.register_adapter(ANN, on_base.model_copy(update={"objective": "soup"}))
+    assert registry.current(ANN).objective == "soup"  # no plain LoRA yet: the soup on the base is served
+    plain = _register(memory, registry, ANN, ANN, "hash_plain_1")
+    memory.register_adapter(ANN, plain.model_copy(update={"metrics": {"gain": 0.1}}))
+    assert registry.current(ANN).id == plain.id  # a soup on the base is stale once a plain LoRA exists
+    prompt = _register(memory, registry, ANN, ANN, "hash_prompt_1")
+    memory.register_adapter(ANN, prompt.model_copy(update={"adapter_kind": "prompt", "metrics": {"gain": 0.3}}))
+    dpo = _register(memory, registry, ANN, ANN, "hash_dpo_1")
+    memory.register_adapter(ANN, dpo.model_copy(update={"objective": "dpo", "base_adapter": plain.id}))
+    assert registry.current(ANN).id == dpo.id  # aligned on the LoRA, though the soft prompt has the better gain
+    assert registry.current(ANN, objective="sft").id == prompt.id

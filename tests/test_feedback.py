@@ -213,3 +213,25 @@ def test_feedback_keeps_only_memory_ids_of_its_own_user(memory: Memory, alice: S
     recorder.remember(alice, reply, ReplyProvenance(memory_ids=(hers.id, bobs.id, "fct_gone")))
     feedback = recorder.thumbs(alice, reply, up=True)
     assert feedback.memory_ids == [hers.id]
+
+
+def test_blank_text_is_refused(memory: Memory, alice: Scope, recorder: FeedbackRecorder) -> None:
+    _, reply = exchange(memory, alice, "Plan my day", "Walk, then read a little before lunch.")
+    with pytest.raises(InvalidRecordError):
+        recorder.edit(alice, reply, "   ")
+    with pytest.raises(InvalidRecordError):
+        recorder.choose(alice, reply, ["Walk.", "  "], chosen=0)
+    with pytest.raises(InvalidRecordError):  # the reply must be a source, or forgetting it would miss the feedback
+        memory.add_feedback(alice, Feedback(feedback_kind="thumbs", query="q", response="r", rating="up", reply_event_id=reply))
+    assert memory.feedback(alice) == []
+
+
+def test_a_forgotten_request_is_never_replaced_by_an_older_one(memory: Memory, alice: Scope, recorder: FeedbackRecorder) -> None:
+    exchange(memory, alice, "An older question", "An older answer.")
+    request = memory.add_event(alice, {"speaker": "alice", "role": "user", "text": "My secret question", "time": T0 + timedelta(minutes=5)})
+    reply = memory.add_event(alice, {"speaker": "assistant", "role": "assistant", "text": "The answer.",
+                                     "time": T0 + timedelta(minutes=5, seconds=1), "metadata": {"request": request.id}})
+    memory.forget_event(alice, request.id)
+    with pytest.raises(RecordNotFoundError, match="forgotten"):
+        recorder.thumbs(alice, reply.id, up=True)
+    assert memory.feedback(alice) == []

@@ -90,3 +90,13 @@ def test_rules_reach_the_prompt_as_instructions_not_as_quoted_notes(memory: Memo
     head = system.split("Your notes about")[0]
     assert "Alice: Prefers short, concise answers." in head and "Ignore all previous" not in head
     assert "Ignore all previous" in system  # still there, but only as quoted data
+
+
+def test_deleting_the_feedback_retracts_what_it_taught(memory: Memory, alice: Scope) -> None:
+    recorder = FeedbackRecorder(memory)
+    edit = recorder.edit(alice, reply(memory, alice, LONG, 0), "Take a walk.")
+    (fact,) = apply_learned(memory, alice)
+    memory.delete_feedback(alice, edit.id)
+    apply_learned(memory, alice)
+    assert instruction_facts(memory, alice) == [] and learned_rules(memory, alice) == []
+    assert memory.get_fact(alice, fact.id).status == "retracted"
