@@ -122,14 +122,17 @@ def as_kto_rows(data: PreferenceData) -> list[KTORow]:
     return [*data.kto, *chosen, *rejected]
 
 
+def assistant_turn(text: str) -> Messages:
+    """An answer as TRL's conversational format wants it."""
+    return [{"role": "assistant", "content": text}]
+
+
 def to_datasets(data: PreferenceData) -> Any:
     """A `datasets.DatasetDict` with `kto`, `dpo` and `sft` splits in TRL's conversational
     format (prompt as chat messages, answers as assistant messages), ready for TRL or the Hub."""
     from datasets import Dataset, DatasetDict
 
-    def answer(text: str) -> Messages:
-        return [{"role": "assistant", "content": text}]
-
+    answer = assistant_turn
     kto = {"prompt": [r.prompt for r in data.kto], "completion": [answer(r.completion) for r in data.kto],
            "label": [r.label for r in data.kto], "feedback_id": [r.feedback_id for r in data.kto]}
     dpo = {"prompt": [p.prompt for p in data.dpo], "chosen": [answer(p.chosen) for p in data.dpo],

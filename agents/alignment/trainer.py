@@ -26,7 +26,7 @@ from typing import Any, Literal
 from personagraph.memory.errors import InvalidRecordError
 from pydantic import BaseModel, Field
 
-from .preferences import DPOPair, KTORow
+from .preferences import DPOPair, KTORow, assistant_turn
 from .scoring import completion_logprobs
 
 Method = Literal["dpo", "kto"]
@@ -164,9 +164,7 @@ def _budget_callback(budget_s: float, max_steps: int | None) -> Any:
 def _dataset(method: Method, examples: Sequence[DPOPair] | Sequence[KTORow]) -> Any:
     from datasets import Dataset
 
-    def reply(text: str) -> list[dict[str, str]]:
-        return [{"role": "assistant", "content": text}]
-
+    reply = assistant_turn
     if method == "dpo":
         pairs: Sequence[DPOPair] = examples  # type: ignore[assignment]
         return Dataset.from_dict({"prompt": [p.prompt for p in pairs], "chosen": [reply(p.chosen) for p in pairs],
