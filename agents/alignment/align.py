@@ -139,12 +139,15 @@ def _train_and_gate(
         after = shift_of_adapter(base, tokenizer, start_dir, folder, held)
         improved = after.accuracy > 0.5 and after.margin > 0
         measure = f"{after.accuracy:.0%} of held-out thumbs moved the way the user asked (mean {after.margin:+.2f})"
-    metrics = {
-        "pref_acc_before": before.accuracy if before else 0.5, "pref_acc_after": after.accuracy,
-        "pref_margin_before": before.margin if before else 0.0, "pref_margin_after": after.margin,
-        **({"pref_token_acc_before": before.token_accuracy, "pref_token_acc_after": after.token_accuracy} if before else {}),
-        "heldout_pairs": float(len(held)), "train_seconds": run.seconds, "steps": float(run.steps),
-    }
+    if before is not None:
+        metrics = {
+            "pref_acc_before": before.accuracy, "pref_acc_after": after.accuracy,
+            "pref_margin_before": before.margin, "pref_margin_after": after.margin,
+            "pref_token_acc_before": before.token_accuracy, "pref_token_acc_after": after.token_accuracy,
+        }
+    else:  # thumbs only: how the held-out rows moved from the start
+        metrics = {"thumbs_moved": after.accuracy, "thumbs_shift": after.margin}
+    metrics |= {"heldout": float(len(held)), "train_seconds": run.seconds, "steps": float(run.steps)}
     metrics |= heldout_perplexity(registry, scope, start, folder)
     record = AdapterRecord(
         id=folder.name, adapter_kind="lora", objective=method, status="registered" if improved else "rejected",
