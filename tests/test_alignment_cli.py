@@ -118,7 +118,7 @@ def test_from_python_feedback_to_an_aligned_adapter_the_planner_serves_and_forge
             assert assistant.plan("ann", "Write a short note to my sister").adapter_id is None
         receipt = assistant.forget_user("ann")
         assert receipt.complete and receipt.records_deleted["feedback"] == len(QUESTIONS)
-        assert assistant.memory.adapters(Scope(user_id="ann")) == [] and receipt.residue["reply_log"] == 0
+        assert assistant.memory.adapters(Scope(user_id="ann")) == [] and assistant.feedback.count(Scope(user_id="ann")) == 0
     finally:
         assistant.close()
 
