@@ -12,9 +12,23 @@ import pytest
 from personagraph.agents.adapters.registry import AdapterRegistry
 from personagraph.agents.adapters.training import load_training_base
 from personagraph.agents.alignment.preferences import DPOPair
-from personagraph.agents.alignment.soups import as_casual, as_concise, as_formal, merge_soup, pole_pairs, soup_weights
+from personagraph.agents.alignment.soups import (
+    as_casual,
+    as_concise,
+    as_formal,
+    merge_soup,
+    pole_pairs,
+    soup_weights,
+)
 from personagraph.agents.alignment.style_library import build_user_soup
-from personagraph.memory import Fact, InvalidRecordError, Memory, Profile, ProfileValue, Scope
+from personagraph.memory import (
+    Fact,
+    InvalidRecordError,
+    Memory,
+    Profile,
+    ProfileValue,
+    Scope,
+)
 from personagraph.memory.models import StyleProfile
 
 ANSWER = "You can keep basil alive by watering it when the soil is dry. It's best to give it six hours of sun! Don't let it sit in water."
