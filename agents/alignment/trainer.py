@@ -239,6 +239,7 @@ def train_preference_adapter(
         raise InvalidRecordError(f"{len(examples)} examples are fewer than one batch of {config.batch_size}")
     out_dir = Path(out_dir)
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # TRL reports trainer use to the Hub otherwise
     work = tempfile.mkdtemp(prefix="pg-align-")
     with borrowed_base(base, config.num_threads), _quiet():
         torch.manual_seed(config.seed)
