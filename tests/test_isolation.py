@@ -84,6 +84,7 @@ class FactModel:
     sources: list[str]
     valid_from: datetime
     status: str = "active"
+    superseded_by: str | None = None
 
 
 @dataclass
@@ -96,11 +97,16 @@ class UserModel:
 
     def forget_event(self, event_id: str) -> None:
         del self.events[event_id]
+        gone = set()
         for fact_id, fact in list(self.facts.items()):
             if event_id in fact.sources:
                 fact.sources = [s for s in fact.sources if s != event_id]
                 if not fact.sources:
                     del self.facts[fact_id]
+                    gone.add(fact_id)
+        for fact in self.facts.values():  # a fact whose successor went is the latest word again
+            if fact.superseded_by in gone:
+                fact.status, fact.superseded_by = "active", None
 
 
 def has_events(_: Scope, user: UserModel) -> bool:
@@ -239,7 +245,7 @@ class SharedMemoryMachine(RuleBasedStateMachine):
             valid_from=since, sources=old.sources,
         ))
         self._count()
-        old.status = "superseded"
+        old.status, old.superseded_by = "superseded", new_id
         mine.facts[new_id] = FactModel(text, old.subject, old.predicate, obj, list(old.sources), since)
         mine.names.add(entity_key(obj))
 
