@@ -157,15 +157,14 @@ def served(base: Any, record: Any) -> Iterator[Any]:
         yield base
         return
     from peft import PeftModel
+    from personagraph.agents.alignment.trainer import borrowed_base
 
-    flags = [p.requires_grad for p in base.parameters()]  # loading for inference freezes the base
-    model = PeftModel.from_pretrained(base, str(record.path))
-    try:
-        yield model
-    finally:
-        model.unload()  # LoRA layers out again, unmerged
-        for p, flag in zip(base.parameters(), flags, strict=True):
-            p.requires_grad_(flag)
+    with borrowed_base(base):  # loading for inference freezes the base: give it back as it was
+        model = PeftModel.from_pretrained(base, str(record.path))
+        try:
+            yield model
+        finally:
+            model.unload()  # LoRA layers out again, unmerged
 
 
 def evaluate(

@@ -3,6 +3,8 @@ and train, list, evaluate or delete the user's own adapters."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
@@ -18,6 +20,7 @@ from personagraph.memory.scope import Scope
 
 from .assistant import Assistant, Reply
 from .cli import _memory, _scope, _short, _state, app, console, err_console
+from .settings import Settings
 
 CHAT_HELP = ("commands: /plan (show plans) /memories (show memories used) /up /down [comment] (rate the last answer) "
              "/edit TEXT (rewrite it) /more (two other answers) /pick N (choose one) /quit")
@@ -28,6 +31,18 @@ def _assistant(settings, memory, model: str | None) -> Assistant:  # type: ignor
         memory, chat_model=model or settings.respond_model, reflection_model=settings.chat_model,
         settings=settings,
     )
+
+
+@contextmanager
+def assistant_session(settings: Settings, model: str | None = None) -> Iterator[Assistant]:
+    """An assistant over the settings' memory for one command, closed (and the memory with it)
+    when the command ends."""
+    with _memory(settings) as memory:
+        assistant = _assistant(settings, memory, model)
+        try:
+            yield assistant
+        finally:
+            assistant.close()
 
 
 def _show_plan(reply: Reply) -> None:

@@ -23,7 +23,7 @@ from personagraph.agents.alignment.style_library import (
 from personagraph.agents.alignment.trainer import PreferenceConfig
 
 from .cli import _memory, _scope, _short, _state, app, console, err_console
-from .cli_chat import _assistant
+from .cli_chat import assistant_session
 
 feedback_app = typer.Typer(help="Feedback on answers, the preference data it makes, and alignment on it.", no_args_is_help=True)
 styles_app = typer.Typer(help="Style adapters (concise ↔ detailed, formal ↔ casual) and per-user soups of them.", no_args_is_help=True)
@@ -50,19 +50,15 @@ def feedback_add(
     if sum(given) != 1 or (up and down):
         err_console.print("[bold red]error:[/] give exactly one of --up, --down, --edit, or --alt … --choose N")
         raise typer.Exit(2)
-    with _memory(settings) as memory:
-        assistant = _assistant(settings, memory, None)
-        try:
-            if edit is not None:
-                feedback = assistant.edit(scope, reply_id, edit, comment=comment)
-            elif choose is not None:
-                feedback = assistant.choose(scope, reply_id, alt or [], choose)
-            else:
-                feedback = assistant.thumbs(scope, reply_id, up, comment=comment)
-            data = assistant.preference_data(scope).counts()
-            learned = [f.text for f in assistant.learned_instructions(scope)]
-        finally:
-            assistant.close()
+    with assistant_session(settings) as assistant:
+        if edit is not None:
+            feedback = assistant.edit(scope, reply_id, edit, comment=comment)
+        elif choose is not None:
+            feedback = assistant.choose(scope, reply_id, alt or [], choose)
+        else:
+            feedback = assistant.thumbs(scope, reply_id, up, comment=comment)
+        data = assistant.preference_data(scope).counts()
+        learned = [f.text for f in assistant.learned_instructions(scope)]
     console.print(f"[green]✓[/] recorded {feedback.feedback_kind} feedback {feedback.id}")
     console.print(f"  preference data now: {data['dpo_pairs']} DPO pairs, {data['kto_rows']} KTO rows, {data['sft_examples']} SFT examples")
     if learned:
@@ -115,13 +111,8 @@ def feedback_train(
         err_console.print(f"[bold red]error:[/] method is auto, dpo or kto, not {escape(method)!r}")
         raise typer.Exit(2)
     config = PreferenceConfig(method=method, time_budget_s=seconds or settings.preference_train_seconds)  # type: ignore[arg-type]
-    with _memory(settings) as memory:
-        assistant = _assistant(settings, memory, None)
-        try:
-            with err_console.status(f"aligning for up to {config.time_budget_s:.0f} s…"):
-                outcome = assistant.train_preferences(scope, config)
-        finally:
-            assistant.close()
+    with assistant_session(settings) as assistant, err_console.status(f"aligning for up to {config.time_budget_s:.0f} s…"):
+        outcome = assistant.train_preferences(scope, config)
     _print_outcome(outcome)
 
 
@@ -159,12 +150,8 @@ def feedback_delete(
 ) -> None:
     """Delete one piece of feedback and every adapter trained on it."""
     settings = _state(ctx).settings
-    with _memory(settings) as memory:
-        assistant = _assistant(settings, memory, None)
-        try:
-            deleted = assistant.delete_feedback(_scope(settings, user), feedback_id)
-        finally:
-            assistant.close()
+    with assistant_session(settings) as assistant:
+        deleted = assistant.delete_feedback(_scope(settings, user), feedback_id)
     console.print(f"[green]✓[/] deleted {escape(', '.join(deleted))}")
 
 
@@ -220,15 +207,11 @@ def styles_soup(
     """Merge the style adapters for USER (weights from their profile and feedback, or given)."""
     settings = _state(ctx).settings
     scope = _scope(settings, user)
-    with _memory(settings) as memory:
-        assistant = _assistant(settings, memory, None)
-        try:
-            weights = user_soup_weights(assistant.registry, scope)
-            for name, value in (("length", length), ("tone", tone)):
-                if value is not None:
-                    weights[name] = value
-            outcome = assistant.build_soup(scope, weights)
-        finally:
-            assistant.close()
+    with assistant_session(settings) as assistant:
+        weights = user_soup_weights(assistant.registry, scope)
+        for name, value in (("length", length), ("tone", tone)):
+            if value is not None:
+                weights[name] = value
+        outcome = assistant.build_soup(scope, weights)
     console.print(f"[green]✓[/] {'reused' if outcome.reused else 'registered'} soup {outcome.record.id}: {escape(outcome.record.reason)}")
     console.print(f"  weights: {json.dumps(outcome.weights)}")
