@@ -1,0 +1,1 @@
+"""Declarative graphs: YAML/JSON specs compiled to LangGraph StateGraphs."""
