@@ -39,6 +39,7 @@ from .models import (
     RecordKind,
     ReflectionRun,
     Relation,
+    StoreItem,
     entity_key,
     now,
     record_time,
@@ -79,6 +80,11 @@ def _coerce(model: type[R], value: R | dict[str, Any]) -> R:
         raise InvalidRecordError(f"invalid {model.__name__}: {exc}") from exc
 
 
+def _indexable(record: Record) -> bool:
+    """Search sees this record: an indexed kind, and a store item only when put with text to index."""
+    return record.kind in INDEXED_KINDS and not (isinstance(record, StoreItem) and not record.text)
+
+
 def _check_scope(scope: Scope) -> Scope:
     if not isinstance(scope, Scope):
         raise InvalidRecordError(f"every memory call takes a Scope, got {type(scope).__name__}")
@@ -116,7 +122,7 @@ class Memory:
 
     # ================================================================== write plumbing
     def _points(self, scope: Scope, records: Sequence[Record]) -> list[IndexPoint]:
-        indexed = [r for r in records if r.kind in INDEXED_KINDS]
+        indexed = [r for r in records if _indexable(r)]
         if not indexed:
             return []
         texts = [r.index_text() for r in indexed]  # type: ignore[attr-defined]
@@ -128,6 +134,8 @@ class Memory:
                 start, end, status = ts(record.time, OPEN_START), OPEN_END, "active"
             elif isinstance(record, Episode):
                 start, end, status = ts(record.start, OPEN_START), OPEN_END, "active"
+            elif isinstance(record, StoreItem):
+                start, end, status = OPEN_START, OPEN_END, "active"  # expiry is checked on the record
             else:
                 assert isinstance(record, Fact)
                 start, end, status = ts(record.valid_from, OPEN_START), ts(record.valid_to, OPEN_END), record.status
@@ -170,7 +178,8 @@ class Memory:
         }
         self.records.write(scope, put=put, delete=delete, journal=entry)
         self.index.upsert(points)
-        self.index.delete(scope, [k for k in delete if k[0] in INDEXED_KINDS])
+        unindexed = [(r.kind, r.id) for r in put if r.kind in INDEXED_KINDS and not _indexable(r)]
+        self.index.delete(scope, [k for k in delete if k[0] in INDEXED_KINDS] + unindexed)
         self.records.clear_journal(entry["id"])
         self._update_graph(scope, put, delete)
         if self.timelines.loaded(scope):
@@ -454,6 +463,25 @@ class Memory:
         remove_weights(doomed)
         return [feedback_id, *(a.id for a in doomed)]
 
+    # ================================================================== store items
+    def put_items(self, scope: Scope, items: Sequence[StoreItem], delete_ids: Sequence[str] = ()) -> None:
+        """Write and delete LangGraph store items of one scope in one logical write."""
+        _check_scope(scope)
+        for item in items:
+            if not isinstance(item, StoreItem):
+                raise InvalidRecordError(f"expected a StoreItem, got {type(item).__name__}")
+        self._write(scope, put=list(items), delete=[("item", i) for i in delete_ids])
+
+    def refresh_items(self, scope: Scope, items: Sequence[StoreItem]) -> None:
+        """Store new expiry times. Expiry lives on the record alone, so the index is untouched."""
+        _check_scope(scope)
+        if items:
+            self.records.write(scope, put=list(items))
+
+    def items(self, scope: Scope) -> list[StoreItem]:
+        """The scope's store items, expired ones included (the store decides what to show)."""
+        return self.records.list(_check_scope(scope), "item")  # type: ignore[return-value]
+
     def graph(self, scope: Scope) -> ScopeGraph:
         return self.graphs.get(_check_scope(scope))
 
@@ -598,12 +626,12 @@ class Memory:
     def _sync_keys(self, scope: Scope, keys: set[Key]) -> None:
         present = self.retriever.hydrate(scope, {k for k in keys if k[0] in INDEXED_KINDS})
         self.index.upsert(self._points(scope, list(present.values())))
-        self.index.delete(scope, [k for k in keys if k[0] in INDEXED_KINDS and k not in present])
+        self.index.delete(scope, [k for k in keys if k[0] in INDEXED_KINDS and not (k in present and _indexable(present[k]))])
 
     def reconcile(self, scope: Scope) -> dict[str, int]:
         """Full check of one scope: index what is missing, drop index points without records."""
         _check_scope(scope)
-        record_keys = {(r.kind, r.id) for kind in INDEXED_KINDS for r in self.records.list(scope, kind)}
+        record_keys = {(r.kind, r.id) for kind in INDEXED_KINDS for r in self.records.list(scope, kind) if _indexable(r)}
         index_keys = self.index.keys(scope)
         missing, orphans = record_keys - index_keys, index_keys - record_keys
         self._sync_keys(scope, missing | orphans)
@@ -614,7 +642,7 @@ class Memory:
         """Rebuild one scope's index from its records (e.g. after changing the embedder)."""
         _check_scope(scope)
         self.index.delete_scope(scope)
-        recs = [r for kind in INDEXED_KINDS for r in self.records.list(scope, kind)]
+        recs = [r for kind in INDEXED_KINDS for r in self.records.list(scope, kind) if _indexable(r)]
         for start in range(0, len(recs), 256):
             self.index.upsert(self._points(scope, recs[start:start + 256]))
         self.graphs.drop(scope)

@@ -8,18 +8,20 @@ can cascade to what rests on it.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-RecordKind = Literal["event", "episode", "fact", "entity", "relation", "reflection", "adapter", "feedback"]
+RecordKind = Literal["event", "episode", "fact", "entity", "relation", "reflection", "adapter", "feedback", "item"]
 RECORD_KINDS: tuple[RecordKind, ...] = (
-    "event", "episode", "fact", "entity", "relation", "reflection", "adapter", "feedback",
+    "event", "episode", "fact", "entity", "relation", "reflection", "adapter", "feedback", "item",
 )
-INDEXED_KINDS: tuple[RecordKind, ...] = ("event", "episode", "fact")  # the kinds search returns
+INDEXED_KINDS: tuple[RecordKind, ...] = ("event", "episode", "fact", "item")  # the kinds search returns
 FactKind = Literal[
     "preference", "attribute", "relationship", "plan", "event", "instruction", "other"
 ]
@@ -345,10 +347,43 @@ class Feedback(Record):
         return self.alternatives[self.chosen] if self.chosen is not None and self.alternatives else None
 
 
-AnyRecord = Event | Episode | Fact | Entity | Relation | ReflectionRun | AdapterRecord | Feedback
+class StoreItem(Record):
+    """A LangGraph store item (any JSON object under a namespace and key) kept in the scope of
+    the user its namespace names, so it is searched, exported and forgotten with that user.
+    `text` is what search indexes; empty when the item was put with `index=False`."""
+
+    kind: Literal["item"] = "item"
+    id: RecordId = ""  # type: ignore[assignment]  # filled from namespace and key
+    namespace: Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(min_length=1, max_length=20)]
+    key: Annotated[str, Field(min_length=1, max_length=1000)]
+    value: dict[str, Any]
+    text: Annotated[str, Field(max_length=20_000)] = ""
+    updated_at: Timestamp = Field(default_factory=now)
+    ttl_minutes: Annotated[float, Field(gt=0)] | None = None
+    expires_at: Timestamp | None = None
+
+    @model_validator(mode="after")
+    def _fill_id(self) -> StoreItem:
+        if not self.id:
+            self.__dict__["id"] = item_id(self.namespace, self.key)
+        return self
+
+    def index_text(self) -> str:
+        return self.text
+
+    def expired(self, when: datetime | None = None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (when or now())
+
+
+def item_id(namespace: Sequence[str], key: str) -> str:
+    """The record id of a store item: its namespace and key, hashed (both may hold any text)."""
+    return stable_id("itm", json.dumps([list(namespace), key]))
+
+
+AnyRecord = Event | Episode | Fact | Entity | Relation | ReflectionRun | AdapterRecord | Feedback | StoreItem
 RECORD_TYPES: dict[str, type[Record]] = {
     "event": Event, "episode": Episode, "fact": Fact, "entity": Entity, "relation": Relation,
-    "reflection": ReflectionRun, "adapter": AdapterRecord, "feedback": Feedback,
+    "reflection": ReflectionRun, "adapter": AdapterRecord, "feedback": Feedback, "item": StoreItem,
 }
 
 
@@ -388,6 +423,8 @@ def record_time(record: Record) -> datetime:
         return record.start
     if isinstance(record, Fact):
         return record.valid_from or record.created_at
+    if isinstance(record, StoreItem):
+        return record.updated_at
     return record.created_at
 
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from .embedding import Bm25Encoder, Embedder
 from .graph import GraphCache
 from .index.base import IndexQuery, VectorIndex, ts
-from .models import INDEXED_KINDS, Fact, Record, RecordKind, record_sources, record_time
+from .models import INDEXED_KINDS, Fact, Record, RecordKind, StoreItem, record_sources, record_time
 from .records import RecordStore
 from .retrieval import (
     Fused,
@@ -202,6 +202,8 @@ class Retriever:
 
 def _current(record: Record, as_of: datetime | None) -> bool:
     """Does the record itself (not its index point) say it belongs in this search?"""
+    if isinstance(record, StoreItem):
+        return not record.expired()
     if not isinstance(record, Fact):
         return True
     if as_of is None:
