@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 Backend = Literal["prompting", "adapter", "adapter+memory"]
 Generator = Literal["chat_model", "local"]
-MemoryKind = Literal["fact", "event", "episode"]
+MemoryKind = Literal["fact", "event", "episode", "item"]  # item: what store users and LangMem tools wrote
 
 
 class PlanFeatures(BaseModel):
@@ -34,6 +34,7 @@ class PlanFeatures(BaseModel):
     need_reason: str
     event_count: int = Field(ge=0)
     fact_count: int = Field(ge=0)
+    item_count: int = Field(0, ge=0, description="store items (notes an agent or LangMem wrote through PersonaStore)")
     adapter_id: str | None = Field(None, description="set only when an adapter backend is available to serve it")
     adapter_kind: Literal["lora", "prompt"] | None = None
     adapter_gain: float | None = Field(None, description="held-out perplexity drop against the base (0.2 = 20%)")
@@ -103,7 +104,7 @@ class RulePolicy:
         adapter_ok, why_adapter = self._adapter_usable(f)
         reasons.append(why_adapter)
 
-        if f.event_count == 0 and f.fact_count == 0:
+        if f.event_count == 0 and f.fact_count == 0 and f.item_count == 0:
             reasons.append("cold start: nothing remembered yet, plain prompting")
             return Plan(backend="prompting", generator=generator, reasons=reasons, use_profile=False, features=f)
 
@@ -122,12 +123,12 @@ class RulePolicy:
             reasons.append(f"fact lookup with a good adapter: the adapter answers, the {k} best memories are quoted")
             return Plan(
                 backend="adapter+memory", generator="local", adapter_id=f.adapter_id,
-                memory_kinds=["fact", "event", "episode"], k=k, reasons=reasons, features=f,
+                memory_kinds=["fact", "event", "episode", "item"], k=k, reasons=reasons, features=f,
             )
         if f.query_need == "recall":
             k = cfg.tight_k if tight else cfg.recall_k
             reasons.append(f"fact lookup: quote the {k} best memories (an adapter cannot be trusted to recall facts)")
-            kinds: list[MemoryKind] = ["fact", "event", "episode"]
+            kinds: list[MemoryKind] = ["fact", "event", "episode", "item"]
         elif f.query_need == "style":
             k = cfg.tight_k if tight else cfg.style_k
             reasons.append(f"style request without a usable adapter: show the model {k} of the user's memories and messages")
@@ -135,7 +136,7 @@ class RulePolicy:
         else:
             k = min(cfg.general_k, cfg.tight_k) if tight else cfg.general_k
             reasons.append(f"general request: the profile and {k} facts at most, to keep the prompt short")
-            kinds = ["fact"] if k else []
+            kinds = ["fact", "item"] if k else []
         if tight:
             reasons.append(f"latency budget {f.latency_budget_ms} ms is tight: fewer memories")
         strength = cfg.contrast_strength if generator == "local" else 0.0
@@ -176,7 +177,7 @@ class PlanningError(ConfigurationError):
 
 class _LLMChoice(BaseModel):
     backend: Backend
-    memory_kinds: list[MemoryKind] = Field(default_factory=list, max_length=3)
+    memory_kinds: list[MemoryKind] = Field(default_factory=list, max_length=4)
     k: int = Field(4, ge=0, le=20)
     reason: str = Field(max_length=300)
 
@@ -195,7 +196,7 @@ class LLMPolicy:
                 SystemMessage(
                     "Choose how to answer a user's request. Backends: prompting (memories quoted in the prompt), "
                     "adapter (the user's own fine-tuned model, no memories), adapter+memory (both). "
-                    "Reply with backend, memory_kinds (fact, event, episode), k and a short reason."
+                    "Reply with backend, memory_kinds (fact, event, episode, item), k and a short reason."
                 ),
                 HumanMessage(features.model_dump_json(exclude_none=True)),
             ])

@@ -20,15 +20,18 @@ from .models import (
     Profile,
     ProfileValue,
     Relation,
+    StoreItem,
 )
+from .persona_store import PersonaStore
 from .records import RecordStore
 from .retrieval import RetrievalConfig
 from .scope import Scope
 from .search import RetrievedItem, SearchResult
+from .store_namespaces import NamespaceLayout
 
 __all__ = [
     "AdapterRecord", "Bm25Encoder", "ConfigurationError", "Embedder", "Entity", "Episode", "Event", "Fact",
     "Feedback", "ForgetReceipt", "IngestFormatError", "InvalidRecordError", "InvalidScopeError", "Memory",
-    "MiniLMEmbedder", "PersonagraphError", "Profile", "ProfileValue", "RecordNotFoundError",
-    "RecordStore", "Relation", "RetrievalConfig", "RetrievedItem", "Scope", "SearchResult",
+    "MiniLMEmbedder", "NamespaceLayout", "PersonaStore", "PersonagraphError", "Profile", "ProfileValue", "RecordNotFoundError",
+    "RecordStore", "Relation", "RetrievalConfig", "RetrievedItem", "Scope", "SearchResult", "StoreItem",
 ]

@@ -16,7 +16,15 @@ from pydantic import BaseModel, Field
 from .embedding import Bm25Encoder, Embedder
 from .graph import GraphCache
 from .index.base import IndexQuery, VectorIndex, ts
-from .models import INDEXED_KINDS, Fact, Record, RecordKind, StoreItem, record_sources, record_time
+from .models import (
+    INDEXED_KINDS,
+    Fact,
+    Record,
+    RecordKind,
+    StoreItem,
+    record_sources,
+    record_time,
+)
 from .records import RecordStore
 from .retrieval import (
     Fused,

@@ -20,7 +20,9 @@ from personagraph.memory import (
     InvalidRecordError,
     InvalidScopeError,
     Memory,
+    NamespaceLayout,
     PersonagraphError,
+    PersonaStore,
     Profile,
     RecordNotFoundError,
     Relation,
@@ -35,7 +37,7 @@ from .settings import Settings
 
 __all__ = [
     "ConfigurationError", "Entity", "Episode", "Event", "Fact", "ForgetReceipt", "IngestFormatError",
-    "InvalidRecordError", "InvalidScopeError", "Memory", "PersonagraphError", "Profile",
+    "InvalidRecordError", "InvalidScopeError", "Memory", "NamespaceLayout", "PersonaStore", "PersonagraphError", "Profile",
     "RecordNotFoundError", "Relation", "RetrievalConfig", "RetrievedItem", "Scope", "SearchResult",
     "Settings", "open_memory",
 ]

@@ -508,7 +508,7 @@ def test_forget_user_leaves_nothing_and_proves_it(memory: Memory, alice: Scope, 
     receipt = memory.forget_user(alice)
 
     assert receipt.target == "user" and receipt.complete
-    assert receipt.records_deleted == {"event": 5, "episode": 1, "fact": 1, "entity": 2, "relation": 1, "reflection": 0, "adapter": 0, "feedback": 0}
+    assert receipt.records_deleted == {"event": 5, "episode": 1, "fact": 1, "entity": 2, "relation": 1, "reflection": 0, "adapter": 0, "feedback": 0, "item": 0}
     assert (receipt.index_points_deleted, receipt.graph_nodes_deleted, receipt.graph_edges_deleted) == (7, 2, 1)
     assert set(receipt.residue) >= {"records", "index", "graph", "journal"}
     assert not any(receipt.residue.values())
