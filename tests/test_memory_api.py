@@ -789,7 +789,7 @@ def test_export_holds_every_kind_and_the_profile_and_round_trips_json(memory: Me
     exported_ids = {kind: {r["id"] for r in recs} for kind, recs in exported["records"].items()}
     assert exported_ids == {
         "event": {e.id for e in events}, "episode": {episode.id}, "fact": {home.id},
-        "entity": {entity_key("Alice"), entity_key("Lisbon")}, "relation": {f"rel_{home.id}"}, "reflection": set(), "adapter": set(), "feedback": set(),
+        "entity": {entity_key("Alice"), entity_key("Lisbon")}, "relation": {f"rel_{home.id}"}, "reflection": set(), "adapter": set(), "feedback": set(), "item": set(),
     }
     assert exported["profile"]["location"] == {"value": "Lisbon", "fact_ids": [home.id]}
     text = json.dumps(exported)
