@@ -131,11 +131,10 @@ class PersonaStore(BaseStore):
             found.extend(self._search_scope(scope, prefix, op, query))
         if query:
             found.sort(key=lambda item: -(item.score or 0.0))
+            found += [i for scope in scopes for i in self._unindexed(scope, prefix, op)]  # put without search text: last
         else:
             found.sort(key=lambda item: (item.updated_at, item.namespace, item.key), reverse=True)
         page = found[op.offset: op.offset + op.limit]
-        if query and len(page) < op.limit:  # fill with items that were put without search text
-            page += [i for scope in scopes for i in self._unindexed(scope, prefix, op)][: op.limit - len(page)]
         if op.refresh_ttl:
             self._refresh_results(page)
         return page
