@@ -21,7 +21,6 @@ from typing import Any
 
 from langgraph.store.base import BaseStore, PutOp
 from langgraph.store.memory import InMemoryStore
-
 from personagraph.memory import MiniLMEmbedder, PersonaStore
 from personagraph.memory.ingest import iter_batches, read_locomo
 
