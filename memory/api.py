@@ -526,16 +526,16 @@ class Memory:
     # ================================================================== forget / export
     def forget_event(self, scope: Scope, event_id: str) -> ForgetReceipt:
         """Forget one message and everything that rests on it alone."""
-        self._require(scope, "event", event_id)
-        plan = plan_event_cascade(
-            {event_id}, self.facts(scope, status=None), self.records.list(scope, "relation"),
-            self.records.list(scope, "entity"), self.records.list(scope, "episode"),
-            self.records.list(scope, "reflection"),  # type: ignore[arg-type]
-            self.adapters(scope),
-            self.feedback(scope),
-        )
-        doomed_adapters = [a for a in self.adapters(scope) if ("adapter", a.id) in plan.delete]
-        with self._lock:
+        with self._lock:  # the cascade is planned and written under one lock: a concurrent write cannot slip between
+            self._require(scope, "event", event_id)
+            plan = plan_event_cascade(
+                {event_id}, self.facts(scope, status=None), self.records.list(scope, "relation"),
+                self.records.list(scope, "entity"), self.records.list(scope, "episode"),
+                self.records.list(scope, "reflection"),  # type: ignore[arg-type]
+                self.adapters(scope),
+                self.feedback(scope),
+            )
+            doomed_adapters = [a for a in self.adapters(scope) if ("adapter", a.id) in plan.delete]
             # The next turn's BM25 text quotes this one: re-index it once this one is gone.
             timeline = self.timelines.get(scope)
             following = timeline.next(event_id)

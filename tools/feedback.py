@@ -22,7 +22,9 @@ from personagraph.memory.api import Memory
 from personagraph.memory.errors import InvalidRecordError, RecordNotFoundError
 from personagraph.memory.models import Event, Feedback, PromptMessage
 from personagraph.memory.scope import Scope
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from .run_scope import scope_from_run
 
 THUMBS_UP = frozenset({"👍", "+1", "thumbsup", "thumbs_up", "like", "up"})
 THUMBS_DOWN = frozenset({"👎", "-1", "thumbsdown", "thumbs_down", "dislike", "down"})
@@ -179,26 +181,18 @@ def to_langchain(prompt: Sequence[PromptMessage]) -> list[BaseMessage]:
 
 
 class _FeedbackArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # no user_id or scope smuggled in by the model
+
     reply_id: str = Field(description="id of the answer the user reacted to")
     rating: Literal["up", "down"] = Field(description="'up' if the user liked the answer, 'down' if not")
     comment: Annotated[str, Field(max_length=2000)] | None = Field(None, description="what the user said about it, if anything")
-
-
-def scope_from_config(config: RunnableConfig | None) -> Scope:
-    """The user a tool call acts for, from the run's configuration only (never from the
-    model's arguments, so no prompt can point a tool at another user)."""
-    configurable = (config or {}).get("configurable", {})
-    user_id = configurable.get("user_id")
-    if not user_id:
-        raise InvalidRecordError("the run's config names no user: pass configurable={'user_id': ...}")
-    return Scope(tenant=configurable.get("tenant", "default"), user_id=user_id)
 
 
 def record_feedback_tool(recorder: FeedbackRecorder) -> BaseTool:
     """A LangChain tool an agent can call when the user says what they think of an answer."""
 
     def record(reply_id: str, rating: str, comment: str | None = None, *, config: RunnableConfig) -> str:
-        feedback = recorder.thumbs(scope_from_config(config), reply_id, up=rating == "up", comment=comment)
+        feedback = recorder.thumbs(scope_from_run(config), reply_id, up=rating == "up", comment=comment)
         return f"recorded {feedback.rating} feedback {feedback.id} on {reply_id}"
 
     return StructuredTool.from_function(
