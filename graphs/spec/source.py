@@ -1,0 +1,96 @@
+"""Reading a spec file into plain data plus the line of every key and item in it.
+
+YAML is composed node by node (the nodes carry their marks) rather than loaded, so each value
+keeps its line; duplicate keys, which a YAML load silently collapses, are errors here. JSON is
+parsed by `json` (YAML 1.1 reads some JSON numbers differently) and composed as YAML only for
+its lines: valid JSON is YAML once its tabs, legal only as whitespace, become spaces.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from yaml.constructor import ConstructorError, SafeConstructor
+
+from .errors import FieldPath, SpecError, SpecIssue
+
+
+@dataclass(frozen=True)
+class SourceMap:
+    """Where each field of a spec is written, for error messages."""
+
+    file: str
+    lines: dict[FieldPath, int] = field(default_factory=dict)
+
+    def line(self, path: FieldPath) -> int | None:
+        """The line of `path`, or of its nearest written parent (a missing key has no line)."""
+        for end in range(len(path), -1, -1):
+            if (found := self.lines.get(tuple(path[:end]))) is not None:
+                return found
+        return None
+
+    def issue(self, path: FieldPath, message: str) -> SpecIssue:
+        return SpecIssue(self.file, self.line(path), tuple(path), message)
+
+
+def parse_source(text: str, name: str, *, is_json: bool = False) -> tuple[Any, SourceMap]:
+    if is_json:
+        return _parse_json(text, name)
+    node = _compose(text, name, "YAML")
+    lines: dict[FieldPath, int] = {}
+    data = _to_data(node, (), lines, name)
+    return data, SourceMap(name, lines)
+
+
+def _parse_json(text: str, name: str) -> tuple[Any, SourceMap]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SpecError([SpecIssue(name, exc.lineno, (), f"invalid JSON: {exc.msg} (column {exc.colno})")]) from None
+    lines: dict[FieldPath, int] = {}
+    _to_data(_compose(text.replace("\t", " "), name, "JSON"), (), lines, name)  # also finds duplicate keys
+    return data, SourceMap(name, lines)
+
+
+def _compose(text: str, name: str, kind: str) -> yaml.Node | None:
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = " ".join(str(part) for part in (exc.context, exc.problem) if part)
+        raise SpecError([SpecIssue(name, mark.line + 1 if mark else None, (), f"invalid {kind}: {problem}")]) from None
+    except yaml.YAMLError as exc:
+        raise SpecError([SpecIssue(name, None, (), f"invalid {kind}: {exc}")]) from None
+
+
+def _to_data(node: yaml.Node | None, path: FieldPath, lines: dict[FieldPath, int], name: str) -> Any:
+    if node is None:  # an empty document
+        return None
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = _scalar(key_node, path, name)
+            if not isinstance(key, str):
+                hint = " (YAML reads yes/no/on/off/true/false as booleans: quote it)" if isinstance(key, bool) else ""
+                raise SpecError([SpecIssue(name, key_node.start_mark.line + 1, path, f"key {key!r} is not a string{hint}")])
+            if key in out:
+                raise SpecError([SpecIssue(name, key_node.start_mark.line + 1, (*path, key), f"duplicate key {key!r}")])
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            out[key] = _to_data(value_node, (*path, key), lines, name)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_data(item, (*path, n), lines, name) for n, item in enumerate(node.value)]
+    return _scalar(node, path, name)
+
+
+def _scalar(node: yaml.Node, path: FieldPath, name: str) -> Any:
+    if not isinstance(node, yaml.ScalarNode):
+        raise SpecError([SpecIssue(name, node.start_mark.line + 1, path, "a key must be a plain value, not a list or mapping")])
+    try:
+        return SafeConstructor().construct_object(node)
+    except ConstructorError as exc:
+        raise SpecError([SpecIssue(name, node.start_mark.line + 1, path, f"invalid YAML value: {exc.problem}")]) from None
