@@ -42,6 +42,7 @@ bench: install
 	# 28 users with a DPO adapter each at 40 s: ~30 min; generated users (8 trainings at 60 s): ~12 min
 	$(BIN)/python -m benchmarks.prefeval_mcq --data $(DATA)/prefeval --inter-turns 2 --limit-per-topic 2 --train-seconds 40 --skip-generated --out benchmarks/results/prefeval_mcq.json
 	$(BIN)/python -m benchmarks.generated_preferences --train-seconds 60 --out benchmarks/results/generated_preferences.json
+	$(BIN)/python -m benchmarks.store --data $(DATA)/locomo/locomo_dev.json --out benchmarks/results/store.json
 
 clean:
 	rm -rf $(VENV) .personagraph-demo

@@ -108,6 +108,7 @@ class Assistant:
         )
         self.policy = policy or RulePolicy(PlannerConfig())
         reflector = load_chat_model(reflection_model) if reflection_model not in (None, "none") else None
+        self.reflection_model = reflector  # None: reflection runs its model-free extractor alone
         self.reflection = ReflectionExecutor(memory, build_reflection_graph(
             memory, reflector, config=ReflectionConfig(use_model=reflector is not None),
             budget=LLMBudget(per_user_per_hour=self.settings.llm_calls_per_user_per_hour),
@@ -207,7 +208,7 @@ class Assistant:
             self.memory, self.chat_model, local_model=local, adapters=self.registry,
             generator=_LazyGenerator(self), policy=self.policy, reflection=self.reflection,
             config=RespondConfig(token_budget=self.settings.respond_token_budget),
-            count_tokens=_token_counter(self.chat_model),
+            count_tokens=token_counter(self.chat_model),
         )
         self._graph = compile_respond_graph(self._nodes)
 
@@ -396,7 +397,7 @@ class _LazyGenerator:
         return self.assistant.adapter_generator().generate(scope, messages, adapter, max_new_tokens=max_new_tokens)
 
 
-def _token_counter(chat_model: BaseChatModel) -> Any:
+def token_counter(chat_model: BaseChatModel) -> Any:
     """The local tokenizer's exact count when the local model answers; an estimate otherwise."""
     from personagraph.agents.llm.local import LocalChatModel
 

@@ -196,7 +196,7 @@ def serve_graph(inner: CompiledStateGraph, *, tenant: str, name: str | None = No
         # stop the next request from loading the thread's latest turns.
         return {key: [] for key in ("history", "recent_ids") if key in keys}
 
-    state = _json_schema_friendly(inner.builder.state_schema)
+    state = inner.builder.state_schema
     hints = typing.get_type_hints(state, include_extras=True)
     asks = {key: hints[key] for key in REQUEST_KEYS if key in hints}
     request = typing_extensions.TypedDict(f"{state.__name__}Input", asks, total=False) if {"user_id", "query"} <= set(asks) else state
@@ -209,19 +209,6 @@ def serve_graph(inner: CompiledStateGraph, *, tenant: str, name: str | None = No
     graph.add_edge("run", "finish")
     graph.add_edge("finish", END)
     return graph.compile(name=name or inner.name)
-
-
-def _json_schema_friendly(schema: type) -> type:
-    """The same TypedDict made with typing_extensions': on Python < 3.12 pydantic builds JSON
-    schemas (the server's /assistants/{id}/schemas, Studio's input form) from no other kind."""
-    if not typing_extensions.is_typeddict(schema) or isinstance(schema, _EXTENSIONS_TYPEDDICT):
-        return schema
-    return typing_extensions.TypedDict(  # type: ignore[operator]
-        schema.__name__, typing.get_type_hints(schema, include_extras=True), total=schema.__total__,  # type: ignore[attr-defined]
-    )
-
-
-_EXTENSIONS_TYPEDDICT = type(typing_extensions.TypedDict("_Probe", {}))
 
 
 def _reflection(assistant: Assistant) -> CompiledStateGraph:

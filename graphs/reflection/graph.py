@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
@@ -34,6 +34,9 @@ from personagraph.memory.models import (
     stable_id,
 )
 from personagraph.memory.scope import Scope
+from typing_extensions import (
+    TypedDict,  # pydantic (LangGraph Server's input schemas) needs this one on Python < 3.12
+)
 
 from .budget import LLMBudget
 from .entities import EntityResolver, resolve_entities

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
-from typing import Any, Protocol, TypedDict
+from typing import Any, Protocol
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
@@ -44,6 +44,9 @@ from personagraph.memory.errors import ConfigurationError, InvalidRecordError
 from personagraph.memory.models import AdapterRecord, Event, now
 from personagraph.memory.scope import Scope
 from personagraph.memory.search import RetrievedItem
+from typing_extensions import (
+    TypedDict,  # pydantic (LangGraph Server's input schemas) needs this one on Python < 3.12
+)
 
 
 class AdapterGenerator(Protocol):

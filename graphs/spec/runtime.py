@@ -78,14 +78,14 @@ class SpecRuntime:
     @classmethod
     def from_assistant(cls, assistant: Assistant) -> SpecRuntime:
         """The assistant's memory, models, adapters, planner policy, reflection and feedback."""
-        from personagraph.assistant import _token_counter
+        from personagraph.assistant import token_counter
 
         return cls(
             memory=assistant.memory, chat_model=assistant.chat_model, local_model=assistant.local_model(),
             adapters=assistant.registry, generator=_OnDemandGenerator(assistant), policy=assistant.policy,
-            reflection=assistant.reflection, feedback=assistant.feedback,
+            reflection=assistant.reflection, reflection_model=assistant.reflection_model, feedback=assistant.feedback,
             respond=RespondConfig(token_budget=assistant.settings.respond_token_budget),
-            count_tokens=_token_counter(assistant.chat_model),
+            count_tokens=token_counter(assistant.chat_model),
         )
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypedDict, get_type_hints
+from typing import Annotated, Any, get_type_hints
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 from personagraph.graphs.reflection.graph import ReflectionState
 from personagraph.graphs.respond.graph import RespondState
+from typing_extensions import (
+    TypedDict,  # pydantic (LangGraph Server's input schemas) needs this one on Python < 3.12
+)
 
 from .errors import FieldPath
 
