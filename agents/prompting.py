@@ -30,7 +30,7 @@ class MemoryQuote(BaseModel):
 
     handle: str
     record_id: str
-    kind: Literal["fact", "event", "episode", "profile"]
+    kind: Literal["fact", "event", "episode", "item", "profile"]  # item: a note written through the store
     time: datetime | None = None
     text: str
     score: float
@@ -104,7 +104,7 @@ def build_personal_prompt(
     candidates += [
         MemoryQuote(handle="", record_id=item.id, kind=item.kind, time=item.time, text=sanitize(item.text), score=item.score)
         for item in items
-        if item.id not in seen and item.kind in ("fact", "event", "episode") and item.text not in answer_rules
+        if item.id not in seen and item.kind in ("fact", "event", "episode", "item") and item.text not in answer_rules
     ]
 
     header, footer = _header(user_name), _footer(user_name)

@@ -13,7 +13,7 @@ import asyncio
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
@@ -135,7 +135,7 @@ class Memory:
             elif isinstance(record, Episode):
                 start, end, status = ts(record.start, OPEN_START), OPEN_END, "active"
             elif isinstance(record, StoreItem):
-                start, end, status = OPEN_START, OPEN_END, "active"  # expiry is checked on the record
+                start, end, status = ts(record.created_at, OPEN_START), OPEN_END, "active"  # expiry is checked on the record
             else:
                 assert isinstance(record, Fact)
                 start, end, status = ts(record.valid_from, OPEN_START), ts(record.valid_to, OPEN_END), record.status
@@ -472,11 +472,32 @@ class Memory:
                 raise InvalidRecordError(f"expected a StoreItem, got {type(item).__name__}")
         self._write(scope, put=list(items), delete=[("item", i) for i in delete_ids])
 
-    def refresh_items(self, scope: Scope, items: Sequence[StoreItem]) -> None:
-        """Store new expiry times. Expiry lives on the record alone, so the index is untouched."""
+    def refresh_items(self, scope: Scope, item_ids: Sequence[str]) -> dict[str, StoreItem]:
+        """Restart the TTL of the listed items still there and unexpired; returns them as stored.
+
+        Read and written under the write lock, so a put or delete racing with a read's refresh
+        is never undone by it. Expiry lives on the record alone: the index is untouched."""
         _check_scope(scope)
-        if items:
-            self.records.write(scope, put=list(items))
+        with self._lock:
+            stamp = now()
+            found = self.records.get_many(scope, "item", list(item_ids)).values()
+            fresh = {
+                r.id: r.model_copy(update={"expires_at": stamp + timedelta(minutes=r.ttl_minutes)})
+                for r in found if isinstance(r, StoreItem) and r.ttl_minutes and not r.expired(stamp)
+            }
+            if fresh:
+                self.records.write(scope, put=list(fresh.values()))
+            return fresh
+
+    def sweep_items(self, scope: Scope) -> int:
+        """Delete the scope's expired items (checked under the write lock); returns how many."""
+        _check_scope(scope)
+        with self._lock:
+            stamp = now()
+            doomed = [r.id for r in self.items(scope) if r.expired(stamp)]
+            if doomed:
+                self._write(scope, delete=[("item", i) for i in doomed])
+            return len(doomed)
 
     def items(self, scope: Scope) -> list[StoreItem]:
         """The scope's store items, expired ones included (the store decides what to show)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,6 +36,7 @@ from langgraph.store.base import (
     get_text_at_path,
     validate_op_namespace,
 )
+from pydantic import ValidationError
 
 from . import store_native
 from .api import Memory
@@ -45,6 +47,8 @@ from .store_filters import check_filter, matches, namespace_matches
 from .store_namespaces import NATIVE_COLLECTIONS, NamespaceLayout
 
 _MAX_K = 1000
+_MAX_TTL_MINUTES = 100 * 365 * 24 * 60  # a century: beyond it a datetime overflows soon enough
+_log = logging.getLogger(__name__)
 
 
 class PersonaStore(BaseStore):
@@ -111,9 +115,9 @@ class PersonaStore(BaseStore):
         record = self.memory.records.get(scope, "item", item_id(op.namespace, op.key))
         if not isinstance(record, StoreItem) or record.expired() or tuple(record.namespace) != op.namespace:
             return None
-        if op.refresh_ttl:
-            (record,) = self._refresh(scope, [record])
-        return _as_item(record)
+        if op.refresh_ttl and record.ttl_minutes:
+            record = self.memory.refresh_items(scope, [record.id]).get(record.id)  # None: deleted meanwhile
+        return _as_item(record) if record else None
 
     def _search(self, op: SearchOp) -> list[SearchItem]:
         check_filter(op.filter)
@@ -224,38 +228,54 @@ class PersonaStore(BaseStore):
 
     # ------------------------------------------------------------------ writes
     def _apply_puts(self, puts: list[PutOp]) -> None:
+        """Validate every write of the batch first, then write: bad input writes nothing.
+        (Writes to different users are separate transactions, as each user's records are.)"""
+        native: list[tuple[Scope, str, PutOp]] = []
         generic: dict[Scope, list[PutOp]] = defaultdict(list)
         for op in puts:
             scope = self.layout.scope_of(op.namespace)
             collection = self.layout.native(op.namespace)
             if collection is None:
                 generic[scope].append(op)
-            elif op.value is None:
-                store_native.delete_item(self.memory, scope, collection, op.key)
-            else:
+                continue
+            if op.value is not None:
                 if op.ttl not in (None, NOT_PROVIDED):
                     raise InvalidRecordError(f"{collection} are records with their own lifetime: no ttl")
-                store_native.put_item(self.memory, scope, collection, op.key, _value(op.value))
+                store_native.check_put(self.memory, scope, collection, op.key, _value(op.value))
+            else:
+                store_native.check_delete(collection)
+            native.append((scope, collection, op))
+        writes = []
         for scope, ops in generic.items():
             ids = [item_id(op.namespace, op.key) for op in ops]
             existing = self.memory.records.get_many(scope, "item", ids)
             items = [self._item(op, existing.get(i)) for op, i in zip(ops, ids, strict=True) if op.value is not None]  # type: ignore[arg-type]
             doomed = [i for op, i in zip(ops, ids, strict=True) if op.value is None and i in existing]
+            writes.append((scope, items, doomed))
+        for scope, collection, op in native:
+            if op.value is None:
+                store_native.delete_item(self.memory, scope, collection, op.key)  # type: ignore[arg-type]
+            else:
+                store_native.put_item(self.memory, scope, collection, op.key, _value(op.value))  # type: ignore[arg-type]
+        for scope, items, doomed in writes:
             if items or doomed:
                 self.memory.put_items(scope, items, doomed)
 
     def _item(self, op: PutOp, existing: StoreItem | None) -> StoreItem:
         value = _value(op.value)
         ttl = op.ttl if op.ttl is not NOT_PROVIDED else (self.ttl_config or {}).get("default_ttl")
-        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0):
-            raise InvalidRecordError(f"ttl is a positive number of minutes, got {ttl!r}")
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl <= _MAX_TTL_MINUTES):
+            raise InvalidRecordError(f"ttl is a number of minutes above 0 and at most {_MAX_TTL_MINUTES}, got {ttl!r}")
         stamp = now()
         created = existing.created_at if existing is not None and not existing.expired(stamp) else stamp
-        return StoreItem(
-            namespace=list(op.namespace), key=op.key, value=value, text=self._text(value, op.index)[:20_000],
-            created_at=created, updated_at=stamp, ttl_minutes=ttl,
-            expires_at=stamp + timedelta(minutes=ttl) if ttl else None,
-        )
+        try:
+            return StoreItem(
+                namespace=list(op.namespace), key=op.key, value=value, text=self._text(value, op.index)[:20_000],
+                created_at=created, updated_at=stamp, ttl_minutes=ttl,
+                expires_at=stamp + timedelta(minutes=ttl) if ttl else None,
+            )
+        except ValidationError as exc:
+            raise InvalidRecordError(f"store item {op.namespace}/{op.key!r}: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from exc
 
     def _text(self, value: dict[str, Any], index: Any) -> str:
         if index is False:
@@ -269,39 +289,24 @@ class PersonaStore(BaseStore):
         return "\n".join(p for p in parts if p.strip())
 
     # ------------------------------------------------------------------ TTL
-    def _refresh(self, scope: Scope, records: list[StoreItem]) -> list[StoreItem]:
-        if not (self.ttl_config or {}).get("refresh_on_read", True):
-            return records
-        stamp = now()
-        fresh = [
-            r.model_copy(update={"expires_at": stamp + timedelta(minutes=r.ttl_minutes)}) if r.ttl_minutes else r
-            for r in records
-        ]
-        self.memory.refresh_items(scope, [r for r in fresh if r.ttl_minutes])
-        return fresh
-
     def _refresh_results(self, page: list[SearchItem]) -> None:
         by_scope: dict[Scope, list[str]] = defaultdict(list)
         for item in page:
             if self.layout.native(item.namespace) is None:
                 by_scope[self.layout.scope_of(item.namespace)].append(item_id(item.namespace, item.key))
         for scope, ids in by_scope.items():
-            self._refresh(scope, [r for r in self.memory.records.get_many(scope, "item", ids).values() if r.ttl_minutes])  # type: ignore[attr-defined, misc]
+            self.memory.refresh_items(scope, ids)
 
     def sweep_ttl(self) -> int:
         """Delete every expired item; returns how many went."""
-        swept = 0
-        stamp = now()
-        for scope in self.memory.records.scopes():
-            doomed = [r.id for r in self.memory.items(scope) if r.expired(stamp)]
-            if doomed:
-                self.memory.put_items(scope, [], doomed)
-                swept += len(doomed)
-        return swept
+        return sum(self.memory.sweep_items(scope) for scope in self.memory.records.scopes())
 
     def _sweep_every(self, seconds: float) -> None:
         while not self._stop_sweeper.wait(seconds):
-            self.sweep_ttl()
+            try:
+                self.sweep_ttl()
+            except Exception:  # noqa: BLE001  # a failed sweep is retried next time; the thread must not die of it
+                _log.exception("TTL sweep failed")
 
     def close(self) -> None:
         """Stop the TTL sweeper (the memory stays open: its owner closes it)."""
@@ -327,7 +332,7 @@ def _value(value: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise InvalidRecordError(f"store values are JSON objects (dicts), got {type(value).__name__}")
     try:
-        return json.loads(json.dumps(dict(value)))
+        return json.loads(json.dumps(dict(value), allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise InvalidRecordError(f"store values must be JSON-serializable: {exc}") from exc
 

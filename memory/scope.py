@@ -70,3 +70,13 @@ class Scope(BaseModel):
         digest = hashlib.sha256("\x1f".join((platform, *ids)).encode()).hexdigest()[:24]
         prefix = re.sub(r"[^A-Za-z0-9]", "", platform)[:16] or "p"
         return cls(tenant=tenant, user_id=f"{prefix}-{digest}")
+
+
+def label_for(raw: str) -> str:
+    """A scope label for an identity from elsewhere (a store namespace label, an authenticated
+    user): itself when it is a valid label, else a stable hashed one. One mapping everywhere,
+    so one identity always reaches the same scope."""
+    try:
+        return validate_label(raw)
+    except InvalidScopeError:
+        return Scope.for_platform("id", raw).user_id

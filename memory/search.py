@@ -210,8 +210,8 @@ class Retriever:
 
 def _current(record: Record, as_of: datetime | None) -> bool:
     """Does the record itself (not its index point) say it belongs in this search?"""
-    if isinstance(record, StoreItem):
-        return not record.expired()
+    if isinstance(record, StoreItem):  # an item is known from when it was first put until it expires
+        return not record.expired() and (as_of is None or record.created_at <= as_of)
     if not isinstance(record, Fact):
         return True
     if as_of is None:

@@ -15,7 +15,7 @@ from typing import Literal
 from langgraph.store.base import InvalidNamespaceError
 
 from .errors import InvalidScopeError
-from .scope import Scope, validate_label
+from .scope import Scope, label_for, validate_label
 
 NativeCollection = Literal["facts", "events", "episodes", "profile"]
 NATIVE_COLLECTIONS: tuple[NativeCollection, ...] = ("facts", "events", "episodes", "profile")
@@ -47,8 +47,8 @@ class NamespaceLayout:
             raise InvalidNamespaceError(
                 f"namespace {namespace} names no user: label {self.user_at} is the user (NamespaceLayout.user_at)"
             )
-        tenant = self.tenant if self.tenant_at is None else _label(namespace[self.tenant_at], "tenant")
-        return Scope(tenant=tenant, user_id=_label(namespace[self.user_at], "user"))
+        tenant = self.tenant if self.tenant_at is None else label_for(namespace[self.tenant_at])
+        return Scope(tenant=tenant, user_id=label_for(namespace[self.user_at]))
 
     def native(self, namespace: tuple[str, ...]) -> NativeCollection | None:
         """The record collection a namespace addresses, if it is one of personagraph's own."""
@@ -56,9 +56,3 @@ class NamespaceLayout:
             return namespace[-1]  # type: ignore[return-value]
         return None
 
-
-def _label(raw: str, what: str) -> str:
-    try:
-        return validate_label(raw, what)
-    except InvalidScopeError:
-        return Scope.for_platform("ns", raw).user_id

@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from langgraph.store.base import Item
+from pydantic import ValidationError
 
 from .api import Memory
 from .errors import InvalidRecordError
-from .models import Fact, Record, now
+from .models import Episode, Event, Fact, Record, now
 from .scope import Scope
 from .store_namespaces import NativeCollection
 
@@ -50,31 +51,49 @@ def get_item(memory: Memory, scope: Scope, collection: NativeCollection, namespa
     return record_item(namespace, record) if visible(record) else None
 
 
-def put_item(memory: Memory, scope: Scope, collection: NativeCollection, key: str, value: Mapping[str, Any]) -> None:
-    """Create or correct a record from a store put; the key is the record id."""
+def check_put(memory: Memory, scope: Scope, collection: NativeCollection, key: str, value: Mapping[str, Any]) -> None:
+    """Refuse, before anything of a batch is written, a put that the memory API would refuse."""
     if collection == "profile":
         raise InvalidRecordError("the profile is derived from facts: put facts under 'facts' instead")
-    fields = {k: v for k, v in value.items() if k not in ("kind", "id", "created_at")}
+    fields = _fields(value)
     if collection == "events":
-        memory.add_event(scope, {**fields, "id": key})
+        event = _validated(Event, {**fields, "id": key})
+        old = memory.records.get(scope, "event", key)
+        if old is not None and (old.speaker, old.text, old.thread_id) != (event.speaker, event.text, event.thread_id):  # type: ignore[attr-defined]
+            raise InvalidRecordError(f"event id {key!r} is taken by a different message")
         return
     _check_sources(memory, scope, fields.get("sources", []))
     if collection == "episodes":
-        memory.add_episode(scope, {**fields, "id": key})
+        _validated(Episode, {**fields, "id": key})
         return
     existing = memory.records.get(scope, "fact", key)
-    if existing is None:
-        memory.add_fact(scope, {**fields, "id": key})
-    elif visible(existing):
-        memory.update_fact(scope, key, **fields)
-    else:
+    if existing is not None and not visible(existing):
         raise InvalidRecordError(f"fact {key!r} is {existing.status} (history is not edited): put it under a new key")  # type: ignore[attr-defined]
+    _validated(Fact, {**(existing.model_dump() if existing else {}), **fields, "id": key})
+
+
+def check_delete(collection: NativeCollection) -> None:
+    if collection in ("profile", "episodes"):
+        raise InvalidRecordError(f"{collection} are derived: forget the events they rest on instead")
+
+
+def put_item(memory: Memory, scope: Scope, collection: NativeCollection, key: str, value: Mapping[str, Any]) -> None:
+    """Create or correct a record from a store put; the key is the record id."""
+    check_put(memory, scope, collection, key, value)
+    fields = _fields(value)
+    if collection == "events":
+        memory.add_event(scope, {**fields, "id": key})
+    elif collection == "episodes":
+        memory.add_episode(scope, {**fields, "id": key})
+    elif memory.records.get(scope, "fact", key) is None:
+        memory.add_fact(scope, {**fields, "id": key})
+    else:
+        memory.update_fact(scope, key, **fields)
 
 
 def delete_item(memory: Memory, scope: Scope, collection: NativeCollection, key: str) -> None:
     """Events are forgotten (with what rests on them alone); facts are retracted."""
-    if collection in ("profile", "episodes"):
-        raise InvalidRecordError(f"{collection} are derived: forget the events they rest on instead")
+    check_delete(collection)
     record = memory.records.get(scope, RECORD_KIND[collection], key)  # type: ignore[arg-type]
     if not visible(record):
         return  # deleting what is not there is a no-op, as in every LangGraph store
@@ -82,6 +101,17 @@ def delete_item(memory: Memory, scope: Scope, collection: NativeCollection, key:
         memory.forget_event(scope, key)
     else:
         memory.retract_fact(scope, key)
+
+
+def _fields(value: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in value.items() if k not in ("kind", "id", "created_at")}
+
+
+def _validated(model: type[Record], data: dict[str, Any]) -> Record:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidRecordError(f"invalid {model.__name__}: {exc}") from exc
 
 
 def _check_sources(memory: Memory, scope: Scope, sources: Any) -> None:

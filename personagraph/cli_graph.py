@@ -119,6 +119,8 @@ def _input(input_json: str | None, query: str | None, fields: set[str]) -> dict[
         raise typer.BadParameter(f"not JSON: {exc.msg} (column {exc.colno})", param_hint="--input") from None
     if not isinstance(given, dict):
         raise typer.BadParameter("the input state is a JSON object", param_hint="--input")
+    if named := sorted(set(given) & {"tenant", "user_id"}):
+        raise typer.BadParameter(f"{', '.join(named)}: --user and the settings' tenant name the user; the input may not", param_hint="--input")
     if query is not None:
         given["query"] = query
     if unknown := sorted(set(given) - fields):

@@ -18,8 +18,11 @@ memory is opened once per process: graphs and store read and write the same reco
 
 The graphs are compiled without a checkpointer or a store: the server supplies both. The served
 `respond` and `assistant_from_spec` graphs run the graph (a subgraph) between two small steps:
-`prepare` fills a missing `tenant` (from the settings) and `thread_id` (the LangGraph thread's
-id), and `finish` clears the chat history the request used, so the next request in the same
+`prepare` acts for the user the run names, if it names one (the authenticated user, the runtime
+context or `configurable`, as for the memory tools): it fills a missing `user_id` and `tenant`
+from the run and refuses an input that names another. Otherwise the input names the user, and a
+missing `tenant` comes from the settings. It also fills a missing `thread_id` (the LangGraph
+thread's id). `finish` clears the chat history the request used, so the next request in the same
 LangGraph thread loads the thread's latest turns from memory rather than the history the
 checkpointer kept from the request before.
 
@@ -46,7 +49,12 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
 
-from personagraph.memory.errors import InvalidRecordError
+from personagraph.memory.errors import ConfigurationError, InvalidRecordError
+from personagraph.tools import (
+    ScopeConflictError,
+    ScopeNotConfiguredError,
+    scope_from_run,
+)
 
 if TYPE_CHECKING:
     from personagraph.assistant import Assistant
@@ -154,14 +162,15 @@ async def reflection() -> CompiledStateGraph:
 
 async def assistant_from_spec() -> CompiledStateGraph:
     """The graph compiled from a YAML spec: `$PERSONAGRAPH_SPEC_PATH`, by default the
-    repository's examples/personal_assistant.yaml."""
+    repository's examples/personal_assistant.yaml (not part of an installed package)."""
     return await asyncio.to_thread(_shared().graph, "assistant_from_spec")
 
 
 @asynccontextmanager
 async def store() -> AsyncIterator[BaseStore]:
     """The long-term memory as a LangGraph `BaseStore` (the `/store/*` routes, and the store the
-    graphs receive): a PersonaStore over the shared memory; namespaces start with the user id."""
+    graphs receive): a PersonaStore over the shared memory. Label `store_user_at` of a namespace
+    is the user id, and searches and listings must name one user."""
     shared = _shared()
     made = await asyncio.to_thread(shared.enter_store)
     try:
@@ -178,15 +187,24 @@ def _served_respond(assistant: Assistant) -> CompiledStateGraph:
 
 def serve_graph(inner: CompiledStateGraph, *, tenant: str, name: str | None = None) -> CompiledStateGraph:
     """A per-request graph (compiled without a checkpointer) as a server runs it in a thread:
-    `prepare` → the graph (a subgraph) → `finish`, over the same state."""
+    `prepare` → the graph (a subgraph) → `finish`, over the same state. A run that names a user
+    (`scope_from_run`) acts for that user only: an input naming another user or tenant is a
+    `ScopeConflictError`."""
     keys = set(inner.builder.channels)
 
     def prepare(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
-        if "user_id" in keys and not state.get("user_id"):
-            raise InvalidRecordError("the input needs a user_id")
-        update: dict[str, Any] = {}
-        if "tenant" in keys and not state.get("tenant"):
-            update["tenant"] = tenant
+        try:
+            run = scope_from_run(config)
+        except ScopeNotConfiguredError:  # the run names no user: the input must
+            if "user_id" in keys and not state.get("user_id"):
+                raise InvalidRecordError("the input needs a user_id") from None
+            defaults = {"tenant": tenant}
+        else:
+            defaults = {"user_id": run.user_id, "tenant": run.tenant}
+            for key, value in defaults.items():
+                if state.get(key) and state[key] != value:
+                    raise ScopeConflictError(f"the input names {key} {state[key]!r} but the run acts for {value!r}")
+        update = {key: value for key, value in defaults.items() if key in keys and not state.get(key)}
         if "thread_id" in keys and not state.get("thread_id"):
             update["thread_id"] = str((config.get("configurable") or {}).get("thread_id") or "default")
         return update
@@ -218,9 +236,17 @@ def _reflection(assistant: Assistant) -> CompiledStateGraph:
 def _from_spec(assistant: Assistant) -> CompiledStateGraph:
     from personagraph.graphs.spec import SpecRuntime, compile_spec, load_spec
 
-    path = Path(os.environ.get(SPEC_ENV) or DEFAULT_SPEC)
-    graph = compile_spec(load_spec(path), SpecRuntime.from_assistant(assistant))
+    graph = compile_spec(load_spec(_spec_path()), SpecRuntime.from_assistant(assistant))
     return serve_graph(graph, tenant=assistant.settings.tenant, name="assistant_from_spec")
+
+
+def _spec_path() -> Path:
+    """`$PERSONAGRAPH_SPEC_PATH`, else the repository's example spec where it exists."""
+    if configured := os.environ.get(SPEC_ENV):
+        return Path(configured)
+    if not DEFAULT_SPEC.is_file():  # an installed package: examples/ is not shipped
+        raise ConfigurationError(f"no graph spec at {DEFAULT_SPEC}: set {SPEC_ENV} to a spec file (YAML or JSON)")
+    return DEFAULT_SPEC
 
 
 _BUILDERS = {"respond": _served_respond, "reflection": _reflection, "assistant_from_spec": _from_spec}
@@ -232,5 +258,8 @@ def _persona_store(assistant: Assistant) -> BaseStore:
     from personagraph.memory.persona_store import PersonaStore
     from personagraph.memory.store_namespaces import NamespaceLayout
 
-    # ("alice", ...) is alice's scope in the settings' tenant, the tenant `respond` defaults to.
-    return PersonaStore(assistant.memory, layout=NamespaceLayout(tenant=assistant.settings.tenant))
+    # With store_user_at=0, ("alice", ...) is alice's scope in the settings' tenant, the tenant
+    # `respond` defaults to. Clients reach this store directly: no search or listing across users.
+    settings = assistant.settings
+    layout = NamespaceLayout(user_at=settings.store_user_at, tenant=settings.tenant)
+    return PersonaStore(assistant.memory, layout=layout, allow_unscoped=False)

@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     max_loaded_adapters: int = Field(8, ge=1, description="adapters kept loaded on the local model (LRU)")
     preference_train_seconds: float = Field(120.0, gt=0, description="time budget of one DPO/KTO training on CPU")
     styles_dir: Path | None = Field(None, description="the shared style adapters for soups; default <data_dir>/styles")
+    store_user_at: int = Field(0, ge=0, description="which namespace label names the user in the LangGraph Server store: 0 for (user, ...), 1 for LangMem's (memories, user)")
 
     @property
     def records_path(self) -> Path:

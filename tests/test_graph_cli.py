@@ -85,6 +85,11 @@ def test_run_checks_its_input(data_dir: Path) -> None:
     assert bad_json.exit_code == 2 and "not JSON" in bad_json.output
     unknown = _run(data_dir, "graph", "run", spec, "--user", "alice", "--query", "hi")
     assert unknown.exit_code == 2 and "query not in this graph's state" in _flat(unknown.output)
+    other_user = _run(data_dir, "graph", "run", spec, "--user", "alice", "--input", '{"user_id": "bob", "thread_id": "chat"}')
+    assert other_user.exit_code == 2
+    assert "user_id: --user and the settings' tenant name the user; the input may not" in _flat(other_user.output)
+    other_tenant = _run(data_dir, "graph", "run", spec, "--user", "alice", "--input", '{"tenant": "acme"}')
+    assert other_tenant.exit_code == 2 and "tenant: --user and the settings' tenant name the user" in _flat(other_tenant.output)
     both = _run(data_dir, "graph", "run", spec, "--user", "alice", "--resume", "yes", "--query", "hi")
     assert both.exit_code == 2 and "takes no --input or --query" in _flat(both.output)
     nothing = _run(data_dir, "graph", "run", spec, "--user", "alice", "--resume", "yes")

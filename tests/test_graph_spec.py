@@ -84,6 +84,17 @@ def test_json_reads_as_yaml_does_and_names_json_lines(tmp_path: Path) -> None:
     assert _error(text, "x.json").startswith(f"x.json:{line}: edges[1].to: unknown node 'recal'; did you mean 'recall'?")
 
 
+def test_json_past_yamls_key_limit_is_read_without_lines() -> None:
+    data = yaml.safe_load(BASE)
+    long_name = "f" * 1100  # YAML's simple keys end at 1024 characters; JSON's do not
+    data["state"]["fields"] = {long_name: "str"}
+    assert long_name in parse_spec(json.dumps(data, indent=2), "x.json", is_json=True).state.fields
+    data["edges"][1]["to"] = "recal"
+    assert _error(json.dumps(data, indent=2), "x.json").startswith("x.json: edges[1].to: unknown node 'recal'")
+    doubled = json.dumps(data, indent=2).replace('"version": 1,', '"version": 1, "version": 1,')
+    assert _error(doubled, "x.json") == "x.json: duplicate key 'version'"
+
+
 def test_errors_are_personagraph_errors_listing_every_problem() -> None:
     text = _edited("  - id: plan\n", "  - id: context\n").replace("uses: memory.recall", "uses: memory.recal")
     with pytest.raises(PersonagraphError) as caught:
@@ -111,6 +122,8 @@ SYNTAX_AND_SHAPE = [
     ("yaml boolean as key", _edited("routes: {prompting: answer}", "routes: {yes: answer}"), "x.yaml:25: branches[0].routes: key True is not a string (YAML reads yes/no/on/off/true/false as booleans: quote it)"),
     ("duplicate key", _edited("entry: context\n", "entry: context\nentry: plan\n"), "x.yaml:6: entry: duplicate key 'entry'"),
     ("unknown state schema", _edited("schemas: [respond]", "schemas: [respnd]"), "x.yaml:4: state.schemas[0]: input should be 'respond', 'reflection' or 'messages' (got 'respnd')"),
+    ("recursive alias", "version: 1\nnodes: &x [*x]\n", "x.yaml:2: nodes[0]: a recursive alias: the anchored value contains itself"),
+    ("recursive alias in a mapping", "version: 1\nstate:\n  fields: &x {f: *x}\n", "x.yaml:3: state.fields.f: a recursive alias"),
     ("empty nodes", "version: 1\nstate: {schemas: [respond]}\nentry: a\nfinish: [a]\nnodes: []\n", "x.yaml:5: nodes: list should have at least 1 item after validation, not 0 (got [])"),
 ]
 
@@ -144,6 +157,8 @@ MEANING = [
     ("clashing schemas", _edited("schemas: [respond]", "schemas: [respond, reflection]"), "x.yaml:4: state.schemas[1]: 'respond' and 'reflection' both have a field 'prompt', of different types"),
     ("field clash", _edited("  schemas: [respond]\n", "  schemas: [respond]\n  fields: {query: int}\n"), "x.yaml:5: state.fields.query: 'query' is already a field of the 'respond' state"),
     ("bad field type", _edited("  schemas: [respond]\n", "  schemas: [respond]\n  fields: {mood: string}\n"), "x.yaml:5: state.fields.mood: input should be 'str', 'int', 'float', 'bool', 'list', 'dict' or 'any' (got 'string')"),
+    ("default never taken", _edited("routes: {prompting: answer}", "routes: {prompting: answer, adapter: answer, adapter+memory: answer}"),
+     "x.yaml:26: branches[0].default: default is never taken: every outcome of 'planner.backend' has a route"),
     ("no way on", _edited("  - {from: answer, to: record}\n", ""), "x.yaml:14: nodes[3].id: 'answer' has no way on: add an edge or a branch from it, or list it in finish"),
     ("two ways on", _edited("  - {from: answer, to: record}\n", "  - {from: answer, to: record}\n  - {from: recall, to: answer}\n"), "x.yaml:24: branches[0].from: 'recall' already continues by edges[3]; a node continues one way"),
     ("edge after finish", _edited("  - {from: answer, to: record}\n", "  - {from: answer, to: record}\n  - {from: record, to: context}\n"), "x.yaml:22: edges[3].from: 'record' is in finish, so nothing may follow it"),
@@ -162,6 +177,16 @@ def test_a_loop_with_no_way_out_is_named() -> None:
         "  - id: record\n", "  - id: spin\n    uses: memory.recall\n  - id: record\n",
     ).replace("edges:\n", "edges:\n  - {from: spin, to: spin}\n")
     assert _error(text) == "x.yaml:16: nodes[4].id: 'spin' never reaches the end: every way on from it loops"
+
+
+def test_a_default_that_no_outcome_takes_is_named_not_counted_as_a_way_on() -> None:
+    """`r` is reachable only by the default, which never applies: `a` and `t` would loop forever."""
+    text = (
+        "version: 1\nstate: {schemas: [messages]}\nentry: a\nfinish: [r]\nnodes:\n  - {id: a, uses: agent.chat}\n"
+        "  - {id: t, uses: tools.run}\n  - {id: r, uses: memory.store}\nedges:\n  - {from: t, to: a}\nbranches:\n"
+        "  - from: a\n    router: tools.has_calls\n    routes: {calls: t, answer: t}\n    default: r\n"
+    )
+    assert _error(text) == "x.yaml:15: branches[0].default: default is never taken: every outcome of 'tools.has_calls' has a route"
 
 
 def test_routes_may_end_the_graph() -> None:
@@ -184,8 +209,22 @@ def test_compiling_names_the_node_whose_needs_the_runtime_cannot_meet(memory) ->
 
     with pytest.raises(SpecError) as caught:
         compile_spec(parse_spec(BASE, "x.yaml"), SpecRuntime(memory))
-    assert str(caught.value).splitlines()[0] == "x.yaml:9: nodes[0].uses: this node needs a chat model, and the runtime has none"
-    assert len(caught.value.issues) == 5
+    assert str(caught.value) == "x.yaml:15: nodes[3].uses: this node needs a chat model, and the runtime has none"
+
+
+def test_only_generating_nodes_need_a_chat_model(memory) -> None:  # type: ignore[no-untyped-def]
+    from personagraph.graphs.spec import SpecRuntime
+
+    text = (
+        "version: 1\nstate: {schemas: [respond]}\nentry: context\nfinish: [record]\nnodes:\n"
+        "  - {id: context, uses: memory.context}\n  - {id: plan, uses: planner.plan}\n"
+        "  - {id: recall, uses: memory.recall}\n  - {id: record, uses: memory.record}\nedges:\n"
+        "  - {from: context, to: plan}\n  - {from: plan, to: recall}\n  - {from: recall, to: record}\n"
+    )
+    assert set(compile_spec(parse_spec(text, "x.yaml"), SpecRuntime(memory)).get_graph().nodes) >= {"context", "plan", "recall", "record"}
+    adapter = BASE.replace("uses: prompting.generate", "uses: adapter.generate")
+    with pytest.raises(SpecError, match=r"^x\.yaml:15: nodes\[3\]\.uses: this node needs a chat model"):
+        compile_spec(parse_spec(adapter, "x.yaml"), SpecRuntime(memory))
 
 
 def test_the_published_json_schema_is_current_and_checks_params() -> None:

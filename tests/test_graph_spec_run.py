@@ -126,6 +126,18 @@ def test_planner_params_replace_the_runtime_policy(memory: Memory) -> None:
     assert out["plan"].k == 1 and "quote the 1 best memories" in out["plan"].reasons[-1]
 
 
+def test_a_spec_that_only_recalls_runs_without_a_chat_model(memory: Memory) -> None:
+    _seed(memory, ALICE, "Porto")
+    spec = parse_spec(
+        "version: 1\nstate: {schemas: [respond]}\nentry: context\nfinish: [recall]\nnodes:\n"
+        "  - {id: context, uses: memory.context}\n  - {id: plan, uses: planner.plan}\n  - {id: recall, uses: memory.recall}\n"
+        "edges:\n  - {from: context, to: plan}\n  - {from: plan, to: recall}\n",
+    )
+    request = _request(ALICE, "Where do I live?") | {"thread_id": "elsewhere"}  # not the thread's history: a memory
+    out = compile_spec(spec, SpecRuntime(memory)).invoke(request)
+    assert any("Porto" in item.text for item in out["items"]) and "answer" not in out
+
+
 def _slack(memory: Memory, script: list[Any]) -> tuple[Any, ScriptedChatModel]:
     """The Slack helper over the memory tools, `remember` first (the scripted model calls the first tool)."""
     tools = {tool.name: tool for tool in memory_tools(memory)}
@@ -205,10 +217,12 @@ def test_extra_state_fields_reach_factories_registered_in_code(memory: Memory, m
 def test_a_runtime_from_an_assistant_runs_the_personal_assistant(memory: Memory, tmp_path: Path) -> None:
     _seed(memory, ALICE, "Porto")
     model = ScriptedChatModel(script=["Porto."])
-    assistant = Assistant(memory, chat_model=model, reflection_model="none", settings=Settings(data_dir=tmp_path, adapter_auto_train=False))
+    settings = Settings(data_dir=tmp_path, adapter_auto_train=False, llm_calls_per_user_per_hour=7)
+    assistant = Assistant(memory, chat_model=model, reflection_model="none", settings=settings)
     try:
         runtime = SpecRuntime.from_assistant(assistant)
         assert runtime.chat_model is model and runtime.reflection is assistant.reflection and runtime.adapters is assistant.registry
+        assert runtime.reflection_budget.per_user_per_hour == 7  # reflection.* nodes spend the assistant's budget
         out = compile_spec(load_spec(EXAMPLES / "personal_assistant.yaml"), runtime).invoke(_request(ALICE, "Where do I live?"))
     finally:
         assistant.close()  # waits for the exchange's reflection

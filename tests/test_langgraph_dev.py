@@ -2,12 +2,15 @@
 `langgraph dev` (the in-memory runtime) driven through its HTTP API, offline.
 
 The fast tests check that the server's own loaders resolve what `langgraph.json` names, that a
-copy of server.py loaded by path shares the one Assistant, and that the served respond graph,
+copy of server.py loaded by path shares the one Assistant, that the served respond graph,
 checkpointed per thread as the server runs it, starts every request from the thread's latest
-turns. The slow test starts `langgraph dev` on 127.0.0.1 with analytics, version checks and
-tracing off, and shows through the SDK that a fact told in one thread is used in another
-thread of the same user and never for another user, and that the store routes reach
-PersonaStore. The port is fixed (PERSONAGRAPH_TEST_LANGGRAPH_PORT, default 28734).
+turns and acts only for the user the run names, that the server's store follows the
+`store_user_at` setting and refuses cross-user reads, and that the spec graph asks for
+PERSONAGRAPH_SPEC_PATH where the example spec is not installed. The slow test starts
+`langgraph dev` on 127.0.0.1 with analytics, version checks and tracing off, and shows through
+the SDK that a fact told in one thread is used in another thread of the same user and never for
+another user, and that the store routes reach PersonaStore and refuse searches and listings
+across users. The port is fixed (PERSONAGRAPH_TEST_LANGGRAPH_PORT, default 28734).
 """
 
 from __future__ import annotations
@@ -24,17 +27,23 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import httpx
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.store.base import InvalidNamespaceError
 from personagraph.graphs.respond.graph import build_respond_graph
 from personagraph.memory import Memory, Scope
-from personagraph.memory.errors import InvalidRecordError
+from personagraph.memory.errors import ConfigurationError, InvalidRecordError
 from personagraph.memory.models import Event
+from personagraph.memory.persona_store import PersonaStore
+from personagraph.tools import ScopeConflictError
+from pydantic import ValidationError
 
 from personagraph import server
+from personagraph.settings import Settings
 from tests.scripted_model import ScriptedChatModel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,6 +129,61 @@ def test_served_respond_graph_starts_each_request_from_the_threads_latest_turns(
     assert {"answer", "items", "quotes", "plan"} <= set(served.get_output_jsonschema()["properties"])
     with pytest.raises(InvalidRecordError, match="user_id"):
         served.invoke({"query": "Who am I?"}, {"configurable": {"thread_id": "lg-thread-2"}})
+
+
+def test_served_graph_acts_for_the_user_the_run_names(memory: Memory) -> None:
+    """On LangGraph Server with auth, `langgraph_auth_user_id` is the user: the input may leave
+    the user out, and an input that names another user or tenant is refused before any work."""
+    model = ScriptedChatModel(script=["Noted, Lisbon."])
+    inner = build_respond_graph(memory, model, reflection=_Handoff(memory))
+    served = server.serve_graph(inner, tenant="acme", name="respond").copy(update={"checkpointer": InMemorySaver()})
+    as_alice = {"thread_id": "lg-auth-1", "langgraph_auth_user_id": "alice", "langgraph_auth_user": {"tenant": "acme"}}
+
+    told = served.invoke({"query": "I moved to Lisbon last month."}, {"configurable": as_alice})
+    assert (told["tenant"], told["user_id"]) == ("acme", "alice")  # filled from the authenticated user
+    assert memory.events(Scope(tenant="acme", user_id="alice"), "lg-auth-1")
+
+    for claimed in ({"user_id": "bob"}, {"user_id": "alice", "tenant": "globex"}):
+        with pytest.raises(ScopeConflictError, match="names (user_id 'bob'|tenant 'globex')"):
+            served.invoke({**claimed, "query": "Where do I live?"}, {"configurable": {**as_alice, "thread_id": "lg-auth-2"}})
+    with pytest.raises(ScopeConflictError, match="user_id 'bob'"):  # no tenant on the user: "default", as for the tools
+        served.invoke({"user_id": "bob", "query": "Where do I live?"},
+                      {"configurable": {"thread_id": "lg-auth-3", "langgraph_auth_user_id": "alice"}})
+    assert len(model.prompts) == 1  # refused before the model was asked
+    assert not memory.events(Scope(tenant="acme", user_id="bob")) and not memory.events(Scope(user_id="bob"))
+
+
+def test_server_store_follows_store_user_at_and_names_one_user(memory: Memory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """PERSONAGRAPH_STORE_USER_AT=1 gives each user of LangMem's ("memories", user) their own
+    scope; a search or listing that names no user is refused."""
+    monkeypatch.setenv("PERSONAGRAPH_STORE_USER_AT", "1")
+    settings = Settings(data_dir=tmp_path, tenant="acme")
+    assert settings.store_user_at == 1
+    with pytest.raises(ValidationError, match="store_user_at"):
+        Settings(data_dir=tmp_path, store_user_at=-1)
+
+    store = server._persona_store(cast(Any, SimpleNamespace(memory=memory, settings=settings)))
+    assert isinstance(store, PersonaStore) and not store.allow_unscoped
+    store.put(("memories", "alice"), "home", {"content": "Alice lives in Lisbon."})
+    store.put(("memories", "bob"), "home", {"content": "Bob lives in Oslo."})
+    assert [i.key for i in memory.items(Scope(tenant="acme", user_id="alice"))] == ["home"]
+    assert [i.key for i in memory.items(Scope(tenant="acme", user_id="bob"))] == ["home"]
+    assert not memory.items(Scope(tenant="acme", user_id="memories"))
+    assert [i.value["content"] for i in store.search(("memories", "alice"), query="where does she live")] == ["Alice lives in Lisbon."]
+    for refused in (lambda: store.search(("memories",), query="lives"), lambda: store.search(()), store.list_namespaces):
+        with pytest.raises(InvalidNamespaceError, match="spans users"):
+            refused()
+
+
+def test_spec_graph_needs_a_spec_path_where_the_example_is_not_installed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(server.SPEC_ENV, raising=False)
+    assert server._spec_path() == server.DEFAULT_SPEC and server.DEFAULT_SPEC.is_file()  # the repository's example
+    monkeypatch.setattr(server, "DEFAULT_SPEC", tmp_path / "site-packages" / "examples" / "personal_assistant.yaml")
+    with pytest.raises(ConfigurationError, match="set PERSONAGRAPH_SPEC_PATH to a spec file"):
+        server._from_spec(cast(Any, None))  # before the assistant is touched
+    own = tmp_path / "mine.yaml"
+    monkeypatch.setenv(server.SPEC_ENV, str(own))
+    assert server._spec_path() == own
 
 
 # --- slow: a real `langgraph dev` ---------------------------------------------------------------
@@ -285,6 +349,11 @@ def test_the_store_routes_reach_persona_store(dev_server: DevServer) -> None:
         assert [i["key"] for i in found][:1] == ["seat"] and found[0]["namespace"] == ["carol", "notes"]
         assert not client.store.search_items(["dave"], query="which seat on a plane", limit=5)["items"]
         assert ["carol", "notes"] in client.store.list_namespaces(prefix=["carol"])["namespaces"]
+        for across_users in (lambda: client.store.search_items([], query="which seat on a plane"),
+                             lambda: client.store.search_items([]), client.store.list_namespaces):
+            with pytest.raises(httpx.HTTPStatusError) as refused:
+                across_users()
+            assert refused.value.response.status_code == 400 and "spans users" in refused.value.response.text
         client.store.delete_item(["carol", "notes"], "seat")
         assert client.store.get_item(["carol", "notes"], "seat") is None
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any, TypedDict
 
 import pytest
 from langgraph.graph import END, START, StateGraph
-from langgraph.store.base import BaseStore, InvalidNamespaceError
+from langgraph.store.base import BaseStore, InvalidNamespaceError, PutOp
 from personagraph.memory import Memory, Scope
 from personagraph.memory.errors import InvalidRecordError, InvalidScopeError
 from personagraph.memory.persona_store import PersonaStore
@@ -57,7 +58,7 @@ def test_other_layouts_read_the_user_elsewhere(memory: Memory, alice: Scope) -> 
 def test_raw_ids_are_hashed_into_labels(store: PersonaStore, memory: Memory) -> None:
     store.put(("alice@example", "notes"), "n", {"text": "hi"})
     (scope,) = memory.records.scopes()
-    assert scope.user_id.startswith("ns-") and "@" not in scope.user_id
+    assert scope.user_id.startswith("id-") and "@" not in scope.user_id
     assert store.get(("alice@example", "notes"), "n").value == {"text": "hi"}
     assert store.list_namespaces() == [("alice@example", "notes")]
 
@@ -121,6 +122,14 @@ def test_unscoped_reads_can_be_refused(memory: Memory) -> None:
         (lambda s: s.put(("alice", "n"), "", {"a": 1}), InvalidRecordError),
         (lambda s: s.put(("alice", "n"), "k", {"a": 1}, index="text"), InvalidRecordError),
         (lambda s: s.put(("alice", "n"), "k", {"a": 1}, ttl=-1), InvalidRecordError),
+        (lambda s: s.put(("alice", "n"), "k", {"a": 1}, ttl=float("nan")), InvalidRecordError),
+        (lambda s: s.put(("alice", "n"), "k", {"a": 1}, ttl=float("inf")), InvalidRecordError),
+        (lambda s: s.put(("alice", "n"), "k", {"a": float("nan")}), InvalidRecordError),
+        (lambda s: s.put(("alice", "n"), "k" * 1001, {"a": 1}), InvalidRecordError),
+        (lambda s: s.put(("alice", "n" * 201), "k", {"a": 1}), InvalidRecordError),
+        (lambda s: s.batch([PutOp(("alice", "n"), "ok", {"a": 1}), PutOp(("bob", "n"), "bad", {"a": 1}, ttl=-1)]), InvalidRecordError),
+        (lambda s: s.batch([PutOp(("alice", "events"), "e9", {"speaker": "a", "text": "hi"}), PutOp(("alice", "n"), "b", [1])]), InvalidRecordError),
+        (lambda s: s.batch([PutOp(("alice", "n"), "ok", {"a": 1}), PutOp(("alice", "episodes"), "e", None)]), InvalidRecordError),
         (lambda s: s.search(("alice",), filter={"a": {"$regex": "x"}}), InvalidRecordError),
         (lambda s: s.search(("alice",), limit=-1), InvalidRecordError),
         (lambda s: s.put(("alice", "facts"), "f", {"text": ""}), InvalidRecordError),
@@ -134,6 +143,25 @@ def test_bad_input_gets_a_typed_error_and_loses_nothing(store: PersonaStore, mem
     with pytest.raises(error):
         call(store)
     assert memory.export(alice)["records"] == before
+
+
+def test_a_refresh_never_revives_or_rewinds_an_item(memory: Memory, alice: Scope) -> None:
+    """A read's TTL refresh re-reads under the write lock: a put or delete that landed between
+    the read and the refresh stands."""
+    store = PersonaStore(memory, ttl={"default_ttl": 10})
+    store.put(("alice", "t"), "k", {"v": 1})
+    read = memory.items(alice)[0]
+    store.put(("alice", "t"), "k", {"v": 2})
+    assert memory.refresh_items(alice, [read.id])[read.id].value == {"v": 2}
+    store.delete(("alice", "t"), "k")
+    assert memory.refresh_items(alice, [read.id]) == {} and memory.items(alice) == []
+    assert memory.reconcile(alice) == {"indexed": 0, "orphans_removed": 0}
+
+
+def test_items_are_not_known_before_they_were_put(store: PersonaStore, memory: Memory, alice: Scope) -> None:
+    store.put(("alice", "notes"), "trip", {"text": "Trip to Porto in May"})
+    assert [i.kind for i in memory.search(alice, "Porto trip").items] == ["item"]
+    assert memory.search(alice, "Porto trip", as_of=datetime(2001, 1, 1, tzinfo=UTC)).items == []
 
 
 def test_ttl_expires_refreshes_and_sweeps(memory: Memory) -> None:
@@ -209,3 +237,19 @@ def test_a_plain_state_graph_compiles_with_it(store: PersonaStore) -> None:
     app = graph.compile(store=store)
     assert app.invoke({"user_id": "alice", "note": "my hobby is climbing"})["found"] == ["my hobby is climbing"]
     assert app.invoke({"user_id": "bob", "note": "my hobby is chess"})["found"] == ["my hobby is chess"]
+
+
+def test_a_note_put_through_the_store_is_quoted_when_the_user_asks(store: PersonaStore, memory: Memory) -> None:
+    """What an agent or LangMem wrote through the store personalizes the respond graph's answers."""
+    from personagraph.graphs.respond.graph import RespondConfig, build_respond_graph
+
+    from tests.scripted_model import ScriptedChatModel
+
+    store.put(("alice", "notes"), "allergy", {"text": "Alice is allergic to hazelnuts"})
+    store.put(("bob", "notes"), "allergy", {"text": "Bob is allergic to shellfish"})
+    model = ScriptedChatModel(script=["Avoid hazelnuts."])
+    graph = build_respond_graph(memory, model, config=RespondConfig(record=False))
+    out = graph.invoke({"tenant": "default", "user_id": "alice", "query": "What am I allergic to?"})
+    assert [(q.kind, q.record_id) for q in out["quotes"]][:1] == [("item", memory.items(Scope(user_id="alice"))[0].id)]
+    shown = " ".join(str(m.content) for m in model.prompts[0])
+    assert "hazelnuts" in shown and "shellfish" not in shown

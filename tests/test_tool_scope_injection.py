@@ -26,6 +26,7 @@ from langchain_core.tools import BaseTool
 from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode
 from personagraph.memory import Event, Fact, InvalidScopeError, Memory, Scope
+from personagraph.memory.scope import label_for
 from personagraph.tools import (
     FeedbackRecorder,
     ScopeConflictError,
@@ -225,7 +226,7 @@ def test_scope_from_run_reads_context_and_config_and_refuses_disagreement() -> N
 def test_an_authenticated_identity_names_the_user_and_its_tenant() -> None:
     auth = {"langgraph_auth_user_id": "alice@example.com", "langgraph_auth_user": {"identity": "x", "tenant": "acme"}}
     scope = scope_from_run({"configurable": auth})
-    assert scope.tenant == "acme" and scope == Scope.for_platform("langgraph", "alice@example.com", tenant="acme")
+    assert scope.tenant == "acme" and scope == Scope(tenant="acme", user_id=label_for("alice@example.com"))
     assert scope_from_run({"configurable": {"langgraph_auth_user_id": "alice", "user_id": "alice"}}) == Scope(user_id="alice")
 
 

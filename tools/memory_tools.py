@@ -14,7 +14,7 @@ import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
@@ -138,7 +138,8 @@ class _MemoryTools:
     ) -> str:
         scope = scope_from_run(config)
         with _model_errors():
-            result = self.memory.search(scope, query, kinds=kinds, k=k, as_of=as_of)
+            # Store items are LangMem's and the store's to manage: these tools show what they can act on.
+            result = self.memory.search(scope, query, kinds=kinds or list(get_args(SearchKind)), k=k, as_of=as_of)
         return as_data(memories=[item_view(item) for item in result.items])
 
     def remember(
@@ -172,12 +173,22 @@ class _MemoryTools:
         with _model_errors():
             record = self._find(scope, memory_id, ("event", "fact"))
         if isinstance(record, Event):
-            return _forgotten(memory_id, [self.memory.forget_event(scope, record.id)])
+            return _forgotten(memory_id, self._forget_events(scope, [record.id]))
         sources = self.memory.records.get_many(scope, "event", record.sources)  # type: ignore[attr-defined]
         if not sources:
             self.memory.retract_fact(scope, record.id)
             return as_data(forgotten=memory_id, retracted=True, events_deleted=[])
-        return _forgotten(memory_id, [self.memory.forget_event(scope, event_id) for event_id in sorted(sources)])
+        return _forgotten(memory_id, self._forget_events(scope, sorted(sources)))
+
+    def _forget_events(self, scope: Scope, event_ids: list[str]) -> list[ForgetReceipt]:
+        """Forget each event still there: a parallel call in the same step may have taken one already."""
+        receipts = []
+        for event_id in event_ids:
+            try:
+                receipts.append(self.memory.forget_event(scope, event_id))
+            except RecordNotFoundError:
+                continue
+        return receipts
 
     def profile(self, *, config: RunnableConfig) -> str:
         scope = scope_from_run(config)

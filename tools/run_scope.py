@@ -5,7 +5,7 @@ A run names its user in one of three places, from most to least trusted:
 1. `configurable["langgraph_auth_user_id"]`: set by LangGraph Server from the request's
    authentication (clients cannot set it). The tenant then comes from the authenticated
    user's `tenant` field, if it has one. Identities that are not valid scope labels (emails,
-   "user:42") are mapped with `Scope.for_platform("langgraph", identity)`.
+   "user:42") are mapped with `label_for`, as PersonaStore maps namespace labels.
 2. The graph's runtime context (`graph.invoke(..., context=...)` with a `context_schema`,
    e.g. langchain's `create_agent`): its `user_id` and `tenant` fields or keys.
 3. `configurable["user_id"]` and `configurable["tenant"]`.
@@ -24,7 +24,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import get_runtime
 from personagraph.memory.errors import InvalidRecordError, InvalidScopeError
-from personagraph.memory.scope import Scope, validate_label
+from personagraph.memory.scope import Scope, label_for
 
 AUTH_USER_ID = "langgraph_auth_user_id"
 AUTH_USER = "langgraph_auth_user"
@@ -66,15 +66,12 @@ def scope_from_run(config: RunnableConfig | None = None) -> Scope:
 
 
 def _authenticated(identity: str, tenant: str) -> Scope:
-    try:
-        return Scope(tenant=tenant, user_id=validate_label(identity, "user_id"))
-    except InvalidScopeError:
-        return Scope.for_platform("langgraph", identity, tenant=tenant)
+    return Scope(tenant=tenant, user_id=label_for(identity))
 
 
 def _check_agree(scope: Scope, claimed: dict[str, tuple[Any, Any]], chosen: str) -> None:
     for where, (user, tenant) in claimed.items():
-        if user is not None and user != scope.user_id:
+        if user is not None and label_for(str(user)) != scope.user_id:
             raise ScopeConflictError(f"{where} names user {user!r} but {chosen} names {scope.user_id!r}")
         if tenant is not None and tenant != scope.tenant:
             raise ScopeConflictError(f"{where} names tenant {tenant!r} but the run's scope is in {scope.tenant!r}")

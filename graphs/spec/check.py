@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from .catalog import NODE_FACTORIES, ROUTER_FACTORIES
 from .errors import FieldPath
-from .model import END, GraphSpec
+from .model import END, BranchSpec, GraphSpec
 from .state import state_fields
 
 Problem = tuple[FieldPath, str]
@@ -86,8 +86,11 @@ def _branches(spec: GraphSpec) -> list[Problem]:
         for outcome in branch.routes:
             if outcome not in router.outcomes:
                 problems.append(((*at, "routes", outcome), f"{outcome!r} is not an outcome of {router.name!r} (outcomes: {outcomes})"))
-        if branch.default is None and (missing := [o for o in router.outcomes if o not in branch.routes]):
+        missing = [o for o in router.outcomes if o not in branch.routes]
+        if branch.default is None and missing:
             problems.append(((*at, "routes"), f"no route for {', '.join(map(repr, missing))} and no default"))
+        elif branch.default is not None and not missing:
+            problems.append(((*at, "default"), f"default is never taken: every outcome of {router.name!r} has a route"))
     return problems
 
 
@@ -121,8 +124,7 @@ def _flow(spec: GraphSpec) -> list[Problem]:
     ways: dict[str, FieldPath] = {}  # node -> the edge or branch it continues by
     nexts: dict[str, set[str]] = {node.id: set() for node in spec.nodes}
     outs: list[tuple[str, FieldPath, set[str]]] = [(e.source, ("edges", n, "from"), {e.target}) for n, e in enumerate(spec.edges)]
-    outs += [(b.source, ("branches", n, "from"), {*b.routes.values(), *([b.default] if b.default else [])})
-             for n, b in enumerate(spec.branches)]
+    outs += [(b.source, ("branches", n, "from"), set(branch_targets(b).values())) for n, b in enumerate(spec.branches)]
     for source, path, targets in outs:
         if source in finish:
             problems.append((path, f"{source!r} is in finish, so nothing may follow it"))
@@ -144,7 +146,7 @@ def _flow(spec: GraphSpec) -> list[Problem]:
             problems.append((("nodes", index[node.id], "id"), f"{node.id!r} is unreachable from the entry {spec.entry!r}"))
     if problems:  # with a node stuck or the finish unreachable, everything before it would "loop" too
         return problems
-    ends = finish | {b.source for b in spec.branches if END in (*b.routes.values(), b.default)}
+    ends = finish | {b.source for b in spec.branches if END in branch_targets(b).values()}
     previous: dict[str, set[str]] = {node: set() for node in nexts}
     for source, targets in nexts.items():
         for target in targets:
@@ -154,6 +156,13 @@ def _flow(spec: GraphSpec) -> list[Problem]:
         if node.id in reached and node.id not in ending:
             problems.append((("nodes", index[node.id], "id"), f"{node.id!r} never reaches the end: every way on from it loops"))
     return problems
+
+
+def branch_targets(branch: BranchSpec) -> dict[str, str]:
+    """Where each outcome of a branch's (known) router goes: its route, else the default. An
+    outcome with neither is left out; a spec that passed `check_spec` has none."""
+    outcomes = ROUTER_FACTORIES[branch.router].outcomes
+    return {outcome: target for outcome in outcomes if (target := branch.routes.get(outcome, branch.default)) is not None}
 
 
 def _reachable(start: Iterable[str], nexts: Mapping[str, set[str]]) -> set[str]:

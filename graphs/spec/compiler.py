@@ -11,7 +11,7 @@ from langgraph.store.base import BaseStore
 from langgraph.types import Checkpointer
 
 from .catalog import NODE_FACTORIES, ROUTER_FACTORIES
-from .check import check_spec
+from .check import branch_targets, check_spec
 from .errors import SpecError, SpecIssue, Unavailable
 from .model import END as SPEC_END
 from .model import BranchSpec, GraphSpec, NodeSpec
@@ -54,7 +54,9 @@ def compile_spec(
 def build_graph(
     spec: GraphSpec, node: Callable[[int, NodeSpec], Node], router: Callable[[int, BranchSpec], Router],
 ) -> StateGraph:
-    """The spec's StateGraph with the nodes and routers `node` and `router` make (drawing passes stand-ins)."""
+    """The spec's StateGraph with the nodes and routers that `node` and `router` make; a None from
+    either (a factory that could not be built, reported by `compile_spec`) becomes a stand-in that
+    must never run."""
     graph = StateGraph(state_type(list(spec.state.schemas), dict(spec.state.fields)))
     for n, spec_node in enumerate(spec.nodes):
         graph.add_node(spec_node.id, node(n, spec_node) or _unbuilt)
@@ -62,9 +64,7 @@ def build_graph(
     for edge in spec.edges:
         graph.add_edge(edge.source, edge.target)
     for n, branch in enumerate(spec.branches):
-        outcomes = ROUTER_FACTORIES[branch.router].outcomes
-        targets = {outcome: branch.routes.get(outcome, branch.default) for outcome in outcomes}
-        path_map = {outcome: END if target == SPEC_END else target for outcome, target in targets.items()}
+        path_map = {outcome: END if target == SPEC_END else target for outcome, target in branch_targets(branch).items()}
         graph.add_conditional_edges(branch.source, router(n, branch) or _unbuilt, path_map)  # type: ignore[arg-type]
     for finish in spec.finish:
         graph.add_edge(finish, END)

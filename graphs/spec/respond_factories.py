@@ -7,8 +7,9 @@ spec's assistant behaves as `Assistant.respond` does, step for step, wherever th
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
+from langchain_core.language_models import BaseChatModel
 from personagraph.agents.planner import LLMPolicy, PlannerConfig, RulePolicy
 from personagraph.graphs.respond.graph import RespondNodes, RespondState, respond_nodes
 from pydantic import Field
@@ -17,11 +18,14 @@ from .registry import NodeFactory, Params, RouterFactory, register_node, registe
 from .runtime import SpecRuntime
 
 
-def _nodes(runtime: SpecRuntime, params: Params | None = None) -> RespondNodes:
-    """The respond steps over the runtime, with the params' settings in place of the defaults."""
+def _nodes(runtime: SpecRuntime, params: Params | None = None, *, generates: bool = False) -> RespondNodes:
+    """The respond steps over the runtime, with the params' settings in place of the defaults.
+    Only `generate` calls the chat model, so only a node that `generates` requires one."""
     overrides = params.model_dump(exclude_none=True) if params else {}
+    # The other steps read at most whether the chat model is local: without one, they run on None.
+    chat_model = runtime.need_chat_model() if generates else cast(BaseChatModel, runtime.chat_model)
     return respond_nodes(
-        runtime.memory, runtime.need_chat_model(), local_model=runtime.local_model, adapters=runtime.adapters,
+        runtime.memory, chat_model, local_model=runtime.local_model, adapters=runtime.adapters,
         generator=runtime.generator, policy=runtime.policy, reflection=runtime.reflection,
         config=replace(runtime.respond, **overrides), count_tokens=runtime.count_tokens,
     )
@@ -62,7 +66,7 @@ def _plan(runtime: SpecRuntime, params: PlanParams) -> Any:
 
 
 def _prompting(runtime: SpecRuntime, params: PromptingParams) -> Any:
-    nodes = _nodes(runtime, params)
+    nodes = _nodes(runtime, params, generates=True)
 
     def generate(state: RespondState) -> dict[str, Any]:
         plan = state["plan"]
@@ -92,7 +96,7 @@ register_node(NodeFactory(
 ))
 register_node(NodeFactory(
     "adapter.generate", "answers with the user's adapter on the local model (by prompting if the plan says so "
-    "or the adapter is gone)", "respond", lambda runtime, p: _nodes(runtime, p).generate, AdapterParams,
+    "or the adapter is gone)", "respond", lambda runtime, p: _nodes(runtime, p, generates=True).generate, AdapterParams,
 ))
 register_node(NodeFactory(
     "memory.record", "stores the exchange as events and hands the thread to reflection", "respond",

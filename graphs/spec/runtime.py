@@ -14,7 +14,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langchain_core.tools import BaseTool
 from personagraph.agents.planner import PlanPolicy
-from personagraph.graphs.reflection.budget import LLMBudget
+from personagraph.graphs.reflection import LLMBudget
 from personagraph.graphs.reflection.graph import ReflectionConfig, ReflectionNodes
 from personagraph.graphs.respond.graph import (
     AdapterGenerator,
@@ -77,7 +77,8 @@ class SpecRuntime:
 
     @classmethod
     def from_assistant(cls, assistant: Assistant) -> SpecRuntime:
-        """The assistant's memory, models, adapters, planner policy, reflection and feedback."""
+        """The assistant's memory, models, adapters, planner policy, reflection (and its model-call
+        budget) and feedback."""
         from personagraph.assistant import token_counter
 
         return cls(
@@ -86,6 +87,7 @@ class SpecRuntime:
             reflection=assistant.reflection, reflection_model=assistant.reflection_model, feedback=assistant.feedback,
             respond=RespondConfig(token_budget=assistant.settings.respond_token_budget),
             count_tokens=token_counter(assistant.chat_model),
+            reflection_budget=LLMBudget(per_user_per_hour=assistant.settings.llm_calls_per_user_per_hour),
         )
 
 

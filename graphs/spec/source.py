@@ -3,7 +3,9 @@
 YAML is composed node by node (the nodes carry their marks) rather than loaded, so each value
 keeps its line; duplicate keys, which a YAML load silently collapses, are errors here. JSON is
 parsed by `json` (YAML 1.1 reads some JSON numbers differently) and composed as YAML only for
-its lines: valid JSON is YAML once its tabs, legal only as whitespace, become spaces.
+its lines: valid JSON is YAML once its tabs, legal only as whitespace, become spaces (JSON past
+YAML's limits, such as a key over 1024 characters, is read without lines). A recursive YAML
+alias is an error, not endless data.
 """
 
 from __future__ import annotations
@@ -39,7 +41,14 @@ class SourceMap:
 def parse_source(text: str, name: str, *, is_json: bool = False) -> tuple[Any, SourceMap]:
     if is_json:
         return _parse_json(text, name)
-    node = _compose(text, name, "YAML")
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = " ".join(str(part) for part in (exc.context, exc.problem) if part)
+        raise SpecError([SpecIssue(name, mark.line + 1 if mark else None, (), f"invalid YAML: {problem}")]) from None
+    except yaml.YAMLError as exc:
+        raise SpecError([SpecIssue(name, None, (), f"invalid YAML: {exc}")]) from None
     lines: dict[FieldPath, int] = {}
     data = _to_data(node, (), lines, name)
     return data, SourceMap(name, lines)
@@ -50,25 +59,35 @@ def _parse_json(text: str, name: str) -> tuple[Any, SourceMap]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SpecError([SpecIssue(name, exc.lineno, (), f"invalid JSON: {exc.msg} (column {exc.colno})")]) from None
+    try:
+        node = yaml.compose(text.replace("\t", " "), Loader=yaml.SafeLoader)
+    except yaml.YAMLError:  # valid JSON past YAML's limits (a key over 1024 characters): no lines
+        json.loads(text, object_pairs_hook=lambda pairs: _unique_keys(pairs, name))
+        return data, SourceMap(name)
     lines: dict[FieldPath, int] = {}
-    _to_data(_compose(text.replace("\t", " "), name, "JSON"), (), lines, name)  # also finds duplicate keys
+    _to_data(node, (), lines, name)  # also finds duplicate keys
     return data, SourceMap(name, lines)
 
 
-def _compose(text: str, name: str, kind: str) -> yaml.Node | None:
-    try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = " ".join(str(part) for part in (exc.context, exc.problem) if part)
-        raise SpecError([SpecIssue(name, mark.line + 1 if mark else None, (), f"invalid {kind}: {problem}")]) from None
-    except yaml.YAMLError as exc:
-        raise SpecError([SpecIssue(name, None, (), f"invalid {kind}: {exc}")]) from None
+def _unique_keys(pairs: list[tuple[str, Any]], name: str) -> dict[str, Any]:
+    """A JSON object's pairs as a dict, refusing a key given twice (JSON keeps the last silently)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise SpecError([SpecIssue(name, None, (), f"duplicate key {key!r}")])
+        out[key] = value
+    return out
 
 
-def _to_data(node: yaml.Node | None, path: FieldPath, lines: dict[FieldPath, int], name: str) -> Any:
+def _to_data(
+    node: yaml.Node | None, path: FieldPath, lines: dict[FieldPath, int], name: str, within: frozenset[int] = frozenset(),
+) -> Any:
+    """The plain data of `node`, recording lines; `within` holds the ids of the nodes it is inside."""
     if node is None:  # an empty document
         return None
+    if id(node) in within:
+        raise SpecError([SpecIssue(name, node.start_mark.line + 1, path, "a recursive alias: the anchored value contains itself")])
+    within |= {id(node)}
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
@@ -80,10 +99,10 @@ def _to_data(node: yaml.Node | None, path: FieldPath, lines: dict[FieldPath, int
             if key in out:
                 raise SpecError([SpecIssue(name, key_node.start_mark.line + 1, (*path, key), f"duplicate key {key!r}")])
             lines[(*path, key)] = key_node.start_mark.line + 1
-            out[key] = _to_data(value_node, (*path, key), lines, name)
+            out[key] = _to_data(value_node, (*path, key), lines, name, within)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_to_data(item, (*path, n), lines, name) for n, item in enumerate(node.value)]
+        return [_to_data(item, (*path, n), lines, name, within) for n, item in enumerate(node.value)]
     return _scalar(node, path, name)
 
 
