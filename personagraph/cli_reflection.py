@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -28,6 +29,7 @@ from personagraph.graphs.reflection.runner import iter_reflect, pending_batches
 from personagraph.memory import Memory, Scope
 
 from .cli import _memory, _scope, _short, _state, app, console, err_console
+from .inspect_page import write_page
 
 REPORT_COUNTS = ("facts_added", "facts_superseded", "facts_retracted", "facts_updated", "noops", "rejected", "llm_calls")
 
@@ -135,11 +137,19 @@ def inspect(
     ctx: typer.Context,
     user: Annotated[str, typer.Argument(help="Whose memory to show.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (facts, entities, relations, reflection runs) instead of tables.")] = False,
+    html: Annotated[Path | None, typer.Option("--html", dir_okay=False, help="Write a self-contained HTML page (graph, timeline, profile with sources) to this file instead.")] = None,
 ) -> None:
     """Show a user's facts (with validity and sources), entities, relations and reflection runs."""
+    if as_json and html:
+        raise typer.BadParameter("choose one of --json and --html", param_hint="--html")
     settings = _state(ctx).settings
     scope = _scope(settings, user)
     with _memory(settings) as memory:
+        if html:
+            shown = write_page(memory, scope, html)
+            console.print(f"[green]✓[/] wrote {escape(str(html))}: {len(shown.entities)} entities, "
+                          f"{len(shown.relations)} relations, {len(shown.facts)} facts, {len(shown.episodes)} episodes")
+            return
         if as_json:
             typer.echo(json.dumps(_inspection(memory, scope), indent=2, ensure_ascii=False))
             return
