@@ -60,10 +60,34 @@ def test_only_the_askers_reactions_are_feedback(service: ChatService) -> None:
     assert service.react(BOB, ("C1", "99.1"), "+1") is None
     assert service.react(ALICE, ("C1", "123.4"), "+1") is None  # not a message we posted
     assert service.react(ALICE, ("C1", "99.1"), "tada") is None  # not a thumb
-    feedback = service.react(ALICE, ("C1", "99.1"), "-1")
+    feedback = service.react(ALICE, ("C1", "99.1"), "-1::skin-tone-3")
     assert feedback is not None and feedback.rating == "down"
-    assert [f.id for f in service.assistant.memory.feedback(service.scope(ALICE))] == [feedback.id]
+    assert service.react(ALICE, ("C1", "99.1"), "👍🏽").rating == "up"
+    assert len(service.assistant.memory.feedback(service.scope(ALICE))) == 2
     assert service.assistant.memory.feedback(service.scope(BOB)) == []
+
+
+def test_forgetting_waits_for_an_answer_under_way(service: ChatService) -> None:
+    """Nothing of a person is stored after their forget's receipt, even mid-answer."""
+    import threading
+    import time
+
+    started = threading.Event()
+    original = service.assistant.respond
+
+    def slow_respond(*args: object, **kwargs: object) -> object:
+        started.set()
+        time.sleep(0.5)
+        return original(*args, **kwargs)
+
+    service.assistant.respond = slow_respond  # type: ignore[method-assign]
+    answering = threading.Thread(target=service.answer, args=(ALICE, "I live in Lisbon now."), kwargs={"conversation": ("C1", "1.0")})
+    answering.start()
+    started.wait(5)
+    receipt = service.forget(ALICE)
+    answering.join()
+    assert receipt.complete and receipt.records_deleted["event"] == 2  # the answer landed first, then went
+    assert service.assistant.memory.records.count(service.scope(ALICE)) == 0
 
 
 def test_memory_commands_act_on_the_caller_only(service: ChatService) -> None:

@@ -54,6 +54,7 @@ class ChatService:
         self._posted: OrderedDict[tuple[str, ...], tuple[Scope, str]] = OrderedDict()  # message ref → (asker, reply id)
         self._max_tracked = max_tracked
         self._lock = threading.Lock()
+        self._people: dict[Scope, threading.Lock] = {}  # one person's answers and forgetting never interleave
 
     # --- identities ------------------------------------------------------------------------
     def scope(self, speaker: Speaker) -> Scope:
@@ -75,9 +76,11 @@ class ChatService:
             raise InvalidRecordError("the message is empty")
         if len(text) > MAX_MESSAGE_CHARS:
             raise InvalidRecordError(f"the message is longer than {MAX_MESSAGE_CHARS} characters")
-        reply = self.assistant.respond(
-            self.scope(speaker), text, thread_id=self.thread_label(speaker.platform, *conversation), user_name=speaker.name,
-        )
+        scope = self.scope(speaker)
+        with self._person(scope):  # a forget waits for an answer under way, so nothing is stored after it
+            reply = self.assistant.respond(
+                scope, text, thread_id=self.thread_label(speaker.platform, *conversation), user_name=speaker.name,
+            )
         return BotReply(
             text=reply.answer.strip() or "…", reply_id=reply.reply_id, backend=reply.plan.backend,
             memories_used=[u.record_id for u in reply.used],
@@ -100,7 +103,7 @@ class ChatService:
             tracked = self._posted.get((speaker.platform, *message_ref))
         if tracked is None or tracked[0] != self.scope(speaker):
             return None
-        return self.assistant.feedback.reaction(tracked[0], tracked[1], reaction)
+        return self.assistant.feedback.reaction(tracked[0], tracked[1], _without_skin_tone(reaction))
 
     # --- the person's own memory -----------------------------------------------------------
     def show(self, speaker: Speaker, limit: int = 10) -> str:
@@ -122,11 +125,23 @@ class ChatService:
     def forget(self, speaker: Speaker) -> ForgetReceipt:
         """Everything of the caller goes, from every store; the receipt proves it."""
         scope = self.scope(speaker)
-        receipt = self.assistant.forget_user(scope)
+        with self._person(scope):
+            receipt = self.assistant.forget_user(scope)
         with self._lock:
             for ref in [ref for ref, (owner, _) in self._posted.items() if owner == scope]:
                 del self._posted[ref]
         return receipt
+
+
+    def _person(self, scope: Scope) -> threading.Lock:
+        with self._lock:
+            return self._people.setdefault(scope, threading.Lock())
+
+
+def _without_skin_tone(reaction: str) -> str:
+    """👍🏽 and Slack's `+1::skin-tone-3` are thumbs too."""
+    name = reaction.split("::skin-tone-")[0]
+    return "".join(ch for ch in name if not "\U0001f3fb" <= ch <= "\U0001f3ff")
 
 
 def _profile_text(value: Any) -> str:
