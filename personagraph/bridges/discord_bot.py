@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 
 MESSAGE_LIMIT = 2000  # characters Discord takes in one message
 _MENTION = re.compile(r"<@!?(\d+)>")
-_SKIN_TONES = re.compile("[\U0001F3FB-\U0001F3FF]")  # 👍🏽 is still a thumbs up
 
 
 def discord_intents() -> discord.Intents:
@@ -94,7 +93,7 @@ class DiscordBridgeBot(commands.Bot):
         speaker = Speaker("discord", (str(payload.user_id),))
         ref = (str(payload.channel_id), str(payload.message_id))
         try:
-            await asyncio.to_thread(self.service.react, speaker, ref, _SKIN_TONES.sub("", str(payload.emoji)))
+            await asyncio.to_thread(self.service.react, speaker, ref, str(payload.emoji))
         except PersonagraphError:
             log.warning("reaction on message %s not recorded", payload.message_id, exc_info=True)
 
