@@ -519,5 +519,5 @@ def demo(
     console.print(f"\nexplore it: [bold]{escape(command)}[/]", soft_wrap=True)
 
 
-# These modules register `reflect`, `inspect`, `chat`, `adapters`, `feedback`, `styles` and `graph` on `app`.
-from . import cli_chat, cli_feedback, cli_graph, cli_reflection  # noqa: F401
+# These modules register `reflect`, `inspect`, `chat`, `adapters`, `feedback`, `styles`, `graph`, `slack` and `discord` on `app`.
+from . import cli_chat, cli_discord, cli_feedback, cli_graph, cli_reflection, cli_slack  # noqa: F401

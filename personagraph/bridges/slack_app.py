@@ -1,0 +1,244 @@
+"""The Slack bot: a Bolt app over the `ChatService`, for the Events API over HTTP or Socket Mode.
+
+Slack wants every request acknowledged within 3 seconds, and answering can take longer (a local
+model, retrieval, storage). Bolt's default (`process_before_response=False`) acknowledges events
+before their listener runs in its thread pool; the `/memory` listener acknowledges first itself
+and answers through the command's `response_url`. So a slow model never makes Slack retry.
+
+A person is `(enterprise or team, user)`, taken from the ids Bolt resolved for the actor (in a
+Slack Connect channel the actor may come from another organisation; when Bolt cannot tell which,
+the message is left unanswered rather than filed under the wrong person). Raw ids only ever reach
+Slack and the service, which hashes them into labels.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Executor
+from socketserver import ThreadingMixIn
+from typing import Any, Generic, TypeVar
+from wsgiref.simple_server import WSGIServer, make_server
+
+from slack_bolt import App, BoltContext
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from personagraph.memory import ForgetReceipt
+from personagraph.memory.errors import InvalidRecordError, PersonagraphError
+
+from .service import ChatService, Speaker
+
+PLATFORM = "slack"
+EVENTS_PATH = "/slack/events"
+EXPORT_FILENAME = "personagraph-memory.json"
+MEMORY_HELP = (
+    "`/memory show`: what I know about you · `/memory export`: all of it as a JSON file, sent to you privately · "
+    "`/memory forget confirm`: delete everything I know about you, for good"
+)
+_MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
+_log = logging.getLogger(__name__)
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def build_slack_app(
+    service: ChatService, *, signing_secret: str | None, token: str | None = None, client: WebClient | None = None,
+    executor: Executor | None = None,
+) -> App:
+    """The Bolt app answering mentions and direct messages in thread, taking 👍/👎 on its
+    answers as the asker's feedback and serving `/memory`. `signing_secret=None` is for Socket
+    Mode: a random secret then makes sure no HTTP request can ever pass verification.
+    The bot token comes as `token`, or inside a Web API `client` of your own (another base URL,
+    a proxy). `executor` runs the listeners (Bolt's default: 5 threads), sized to what the model
+    serves."""
+    return _listen(service, App(
+        name="personagraph",
+        token=token,
+        client=client,
+        signing_secret=signing_secret or secrets.token_urlsafe(32),
+        process_before_response=False,  # ack first, answer in the listener threads
+        listener_executor=executor,
+    ))
+
+
+def _listen(service: ChatService, app: App) -> App:
+    """Registers the bot's listeners on `app`."""
+    seen = _Recent[str, bool]()
+    names = _Names()
+
+    def answer(body: dict[str, Any], event: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+        person, event_id = _person(context), body.get("event_id")
+        if person is None or event.get("bot_id") or (event_id and not seen.add(event_id, True)):
+            return  # an unidentifiable actor, a bot (ourselves included) or Slack redelivering an event
+        org = person[0]
+        speaker = Speaker(PLATFORM, person, names.of(client, org, person[1]))
+        channel, thread = event["channel"], event.get("thread_ts") or event["ts"]
+        text = _plain_text(event.get("text") or "", context.bot_user_id, lambda user: names.of(client, org, user))
+        try:
+            reply = service.answer(speaker, text, conversation=(channel, thread))
+        except InvalidRecordError as exc:  # a message the service refuses (empty, too long): say why
+            client.chat_postMessage(channel=channel, thread_ts=thread, text=f"Sorry, I can't answer that: {exc}")
+            return
+        except Exception:  # noqa: BLE001 - a failed model or store: the person hears so, the log keeps the traceback
+            _log.exception("answering a Slack message failed")
+            client.chat_postMessage(channel=channel, thread_ts=thread, text="Sorry, something went wrong while answering.")
+            return
+        posted = client.chat_postMessage(channel=channel, thread_ts=thread, text=reply.text)
+        service.posted(speaker, reply, (channel, str(posted["ts"])))
+
+    @app.event("app_mention")
+    def on_mention(body: dict[str, Any], event: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+        answer(body, event, context, client)
+
+    @app.event("message")
+    def on_message(body: dict[str, Any], event: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+        """Direct messages only (channel messages reach us as mentions); edits, joins and other
+        subtypes are acknowledged and ignored."""
+        if event.get("channel_type") == "im" and not event.get("subtype"):
+            answer(body, event, context, client)
+
+    @app.event("reaction_added")
+    def on_reaction(event: dict[str, Any], context: BoltContext) -> None:
+        item = event.get("item") or {}
+        person = _person(context)
+        if person is None or item.get("type") != "message":
+            return
+        reaction = str(event.get("reaction", "")).split("::")[0]  # "+1::skin-tone-3" is still a thumbs up
+        try:
+            service.react(Speaker(PLATFORM, person), (item["channel"], item["ts"]), reaction)
+        except PersonagraphError:
+            _log.info("reaction not recorded as feedback", exc_info=True)
+
+    @app.command("/memory")
+    def on_memory(ack: Any, command: dict[str, Any], context: BoltContext, respond: Any, client: WebClient) -> None:
+        words = (command.get("text") or "").lower().split()
+        person = _person(context)
+        if person is None:
+            ack(text="Sorry, I can't tell who you are in this workspace, so I can't show or change any memory.")
+        elif words[:1] == ["forget"] and words[1:] != ["confirm"]:
+            ack(text="This deletes everything I know about you, for good. To go ahead: `/memory forget confirm`")
+        elif words not in (["show"], ["export"], ["forget", "confirm"]):
+            ack(text=MEMORY_HELP)
+        else:
+            ack()  # within Slack's 3 seconds; the work and its answer follow
+            if words[0] == "forget":
+                names.forget(*person)
+            try:
+                text = _memory_action(service, person, words[0], client)
+            except (PersonagraphError, SlackApiError) as exc:
+                text = f"Sorry, that failed: {exc}"
+            respond(text=text, response_type="ephemeral")
+
+    return app
+
+
+def _memory_action(service: ChatService, person: tuple[str, str], action: str, client: WebClient) -> str:
+    speaker = Speaker(PLATFORM, person)
+    if action == "show":
+        return service.show(speaker)
+    if action == "forget":
+        return _receipt_text(service.forget(speaker))
+    # The export goes to the person's direct messages with the bot: never a channel others read.
+    dm = client.conversations_open(users=person[1])["channel"]["id"]
+    client.files_upload_v2(
+        channel=dm, filename=EXPORT_FILENAME, title="What personagraph knows about you",
+        content=json.dumps(service.export(speaker), indent=2, ensure_ascii=False),
+    )
+    return "I sent you everything I know about you as a JSON file, in our direct messages."
+
+
+def _receipt_text(receipt: ForgetReceipt) -> str:
+    counts = ", ".join(f"{n} {kind}s" for kind, n in receipt.records_deleted.items() if n) or "no records"
+    done = (
+        "Nothing of yours is left in any store."
+        if receipt.complete else f"Some of it could not be deleted yet, please try again: {receipt.residue}"
+    )
+    return (
+        f"Forgotten: {counts}; {receipt.index_points_deleted} search entries, "
+        f"{receipt.graph_nodes_deleted} graph nodes and {receipt.graph_edges_deleted} graph edges. {done}"
+    )
+
+
+def _person(context: BoltContext) -> tuple[str, str] | None:
+    """(enterprise or team, user) of whoever acted, as Bolt resolved them (None when it could not)."""
+    org = context.actor_enterprise_id or context.actor_team_id
+    user = context.actor_user_id
+    return (org, user) if org and user else None
+
+
+def _plain_text(text: str, bot_user_id: str | None, name_of: Callable[[str], str | None]) -> str:
+    """The message without the mention that addressed the bot; other mentions become names
+    (a raw user id in memory would mean nothing to a model, and is not for it to keep)."""
+    def named(match: re.Match[str]) -> str:
+        return "" if match[1] == bot_user_id else f"@{name_of(match[1]) or 'someone'}"
+
+    return re.sub(r"[ \t]{2,}", " ", _MENTION.sub(named, text)).strip()
+
+
+class _Recent(Generic[K, V]):
+    """A bounded, thread-safe map that lets its oldest keys go first."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> tuple[bool, V | None]:
+        with self._lock:
+            return (True, self._items[key]) if key in self._items else (False, None)
+
+    def add(self, key: K, value: V) -> bool:
+        """Keeps `value` under `key` unless the key is there already (then False)."""
+        with self._lock:
+            if key in self._items:
+                return False
+            self._items[key] = value
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+            return True
+
+    def pop(self, key: K) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
+
+class _Names:
+    """People's display names, looked up once each (`users:read`): memory then reads "Alice
+    lives in Lisbon". Without the scope, or for someone Slack won't show, None: the person is
+    then named by their scope label."""
+
+    def __init__(self) -> None:
+        self._names = _Recent[tuple[str, str], str | None]()
+
+    def of(self, client: WebClient, org: str, user: str) -> str | None:
+        found, name = self._names.get((org, user))
+        if found:
+            return name
+        try:
+            found_user = client.users_info(user=user)["user"]
+            profile = found_user.get("profile") or {}
+            name = profile.get("display_name") or profile.get("real_name") or found_user.get("real_name") or None
+        except SlackApiError:
+            name = None
+        self._names.add((org, user), name)
+        return name
+
+    def forget(self, org: str, user: str) -> None:
+        self._names.pop((org, user))
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+def http_server(app: App, host: str = "127.0.0.1", port: int = 3000) -> WSGIServer:
+    """A threaded HTTP server for the Events API at `/slack/events` (through Bolt's WSGI
+    adapter, which keeps signature checks and acks); `serve_forever` runs it."""
+    return make_server(host, port, SlackRequestHandler(app, path=EVENTS_PATH), server_class=_ThreadingWSGIServer)
