@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from personagraph.assistant import Assistant
-from personagraph.bridges import ChatService, Speaker
 from personagraph.memory import Memory
 from personagraph.memory.errors import InvalidRecordError
-from personagraph.settings import Settings
 
+from personagraph.assistant import Assistant
+from personagraph.bridges import ChatService, Speaker
+from personagraph.settings import Settings
 from tests.scripted_model import ScriptedChatModel
 
 ALICE = Speaker("slack", ("T1", "U_ALICE"), "Alice")
@@ -108,4 +108,12 @@ def test_memory_commands_act_on_the_caller_only(service: ChatService) -> None:
 def test_bad_messages_get_a_typed_error_and_store_nothing(service: ChatService, text: str) -> None:
     with pytest.raises(InvalidRecordError):
         service.answer(ALICE, text, conversation=("C1", "1.0"))
+    assert service.assistant.memory.records.count(service.scope(ALICE)) == 0
+
+
+def test_an_answer_forgotten_before_it_was_posted_is_not_tracked(service: ChatService) -> None:
+    reply = service.answer(ALICE, "Suggest a film", conversation=("C1", "1.0"))
+    service.forget(ALICE)
+    service.posted(ALICE, reply, ("C1", "5.5"))
+    assert service.react(ALICE, ("C1", "5.5"), "+1") is None
     assert service.assistant.memory.records.count(service.scope(ALICE)) == 0

@@ -2,8 +2,9 @@
 through the real assistant and memory and posts to a loopback stand-in for the Slack Web API
 that records every call (the pattern of slack-bolt's own test suite).
 
-Listeners run on a one-thread executor, so `drain` (a no-op queued behind them) waits until all
-background work is done: "nothing happened" is then a fact, not a timing guess.
+Listeners and answers each run on a one-thread executor, so `drain` (a no-op queued behind the
+listeners, then one behind the answers they handed on) waits until all background work is done:
+"nothing happened" is then a fact, not a timing guess.
 """
 
 from __future__ import annotations
@@ -161,6 +162,7 @@ class Slack:
     api: SlackApi
     service: ChatService
     executor: ThreadPoolExecutor
+    answers: ThreadPoolExecutor
     _ids = itertools.count(1)
 
     @property
@@ -212,6 +214,7 @@ class Slack:
 
     def drain(self) -> None:
         self.executor.submit(lambda: None).result(timeout=120)
+        self.answers.submit(lambda: None).result(timeout=120)
 
     def scope(self, user: str, team: str = "T1") -> Scope:
         return self.service.scope(Speaker("slack", (team, user)))
@@ -232,13 +235,14 @@ def _slack(memory: Memory, tmp_path: Path, model: str | BaseChatModel) -> Iterat
     settings = Settings(data_dir=tmp_path, adapter_auto_train=False)
     assistant = Assistant(memory, chat_model=model, reflection_model="none", settings=settings)
     service = ChatService(assistant)
-    executor = ThreadPoolExecutor(max_workers=1)
+    executor, answers = ThreadPoolExecutor(max_workers=1), ThreadPoolExecutor(max_workers=1)
     client = WebClient(token="xoxb-test", base_url=f"{api.url}/api/")
-    app = build_slack_app(service, client=client, signing_secret=SECRET, executor=executor)
+    app = build_slack_app(service, client=client, signing_secret=SECRET, executor=executor, answer_executor=answers)
     try:
-        yield Slack(app, api, service, executor)
+        yield Slack(app, api, service, executor, answers)
     finally:
         executor.shutdown(wait=True)
+        answers.shutdown(wait=True)
         assistant.close()
         api.server.shutdown()
         api.server.server_close()
@@ -334,6 +338,32 @@ def test_the_ack_comes_at_once_while_a_slow_model_answers_in_the_background(slac
     assert len(slack.api.posted("C1")) == 1
 
 
+def test_memory_is_acknowledged_at_once_while_every_answer_thread_is_busy(slack: Slack) -> None:
+    model = slack.service.assistant.chat_model
+    assert isinstance(model, NotesModel)
+    model.gate = threading.Event()
+    slack.mention("UALICE", "Tell me something")
+    slack.mention("UBOB", "Tell me something else")  # queued behind the first: the answer pool is full
+    started = time.monotonic()
+    assert slack.command("UCAROL", "show").status == 200
+    assert time.monotonic() - started < 1.0
+    slack.executor.submit(lambda: None).result(timeout=10)  # /memory's reply does not wait for the answers
+    assert len(slack.responses("UCAROL")) == 1
+    model.gate.set()
+    slack.drain()
+
+
+def test_markup_is_read_as_people_read_it_and_answers_cannot_ping(slack: Slack) -> None:
+    model = slack.service.assistant.chat_model
+    assert isinstance(model, NotesModel)
+    slack.mention("UALICE", "Tom &amp; Jerry &lt;3 <#C123|general> <!subteam^S1|@devs> <!channel> <https://x.org|the site>")
+    slack.drain()
+    (said,) = [e for e in slack.events("UALICE") if e.role == "user"]
+    assert said.text == "Tom & Jerry <3 #general @devs @channel the site"
+    posted = _answer(slack, "C1")
+    assert "<!" not in posted and "<@" not in posted and "<#" not in posted
+
+
 def test_a_refused_or_failed_answer_is_explained_in_thread(slack: Slack) -> None:
     model = slack.service.assistant.chat_model
     assert isinstance(model, NotesModel)
@@ -392,6 +422,11 @@ def test_thumbs_from_the_asker_become_feedback_and_anyone_elses_do_not(slack: Sl
     [feedback] = slack.memory.feedback(slack.scope("UALICE"))
     reply = [e for e in slack.events("UALICE") if e.role == "assistant"][-1]
     assert (feedback.rating, feedback.reply_event_id, feedback.query) == ("down", reply.id, "Suggest a film")
+    redelivered = {"type": "reaction_added", "user": "UALICE", "reaction": "+1", "item_user": BOT_USER,
+                   "item": {"type": "message", "channel": "C1", "ts": reply_ts}, "event_ts": reply_ts}
+    assert slack.send(redelivered, event_id="EvThumb").status == slack.send(redelivered, event_id="EvThumb").status == 200
+    slack.drain()
+    assert [f.rating for f in slack.memory.feedback(slack.scope("UALICE"))] == ["down", "up"]  # counted once
 
 
 # --- /memory: the caller's own, and only theirs ------------------------------------------------

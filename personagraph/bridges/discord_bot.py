@@ -18,10 +18,9 @@ import re
 import discord
 from discord.ext import commands
 
-from personagraph.memory import ForgetReceipt
 from personagraph.memory.errors import PersonagraphError
 
-from .service import ChatService, Speaker
+from .service import ChatService, Speaker, receipt_text
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +35,8 @@ def discord_intents() -> discord.Intents:
 
 
 def speaker_of(user: discord.abc.User) -> Speaker:
-    return Speaker("discord", (str(user.id),), user.display_name)
+    # The account's own name, not a per-server nickname: one person, one name in their memory.
+    return Speaker("discord", (str(user.id),), getattr(user, "global_name", None) or user.name)
 
 
 def conversation_of(message: discord.Message) -> tuple[str, str]:
@@ -110,7 +110,7 @@ async def memory_command(ctx: commands.Context[DiscordBridgeBot], action: str = 
             await _private(ctx, "Everything I hold about you.", file=discord.File(io.BytesIO(payload), "personagraph-memory.json"))
         case "forget", "confirm":
             receipt = await asyncio.to_thread(service.forget, speaker)
-            await ctx.reply(receipt_text(receipt))  # counts only: nothing personal in it
+            await _private(ctx, receipt_text(receipt))
         case "forget", _:
             await ctx.reply(f"This deletes everything I remember about you. To go ahead: `{ctx.clean_prefix}memory forget confirm`")
         case _:
@@ -129,14 +129,6 @@ async def _private(ctx: commands.Context[DiscordBridgeBot], text: str, *, file: 
         return
     if ctx.guild is not None:
         await ctx.reply("I sent it to you in a direct message.")
-
-
-def receipt_text(receipt: ForgetReceipt) -> str:
-    kinds = ", ".join(f"{kind} {n}" for kind, n in receipt.records_deleted.items() if n) or "none"
-    done = ("Nothing of yours is left in any store." if receipt.complete
-            else f"Something is left ({receipt.residue}); tell the operator.")
-    return (f"Forgotten: {sum(receipt.records_deleted.values())} records ({kinds}), {receipt.index_points_deleted} "
-            f"index points, {receipt.graph_nodes_deleted} graph nodes and {receipt.graph_edges_deleted} edges. {done}")
 
 
 def _text_of(message: discord.Message, own_id: int) -> str:

@@ -41,8 +41,6 @@ class BotReply(BaseModel):
 
     text: str
     reply_id: str | None
-    backend: str
-    memories_used: list[str]
 
 
 class ChatService:
@@ -81,29 +79,32 @@ class ChatService:
             reply = self.assistant.respond(
                 scope, text, thread_id=self.thread_label(speaker.platform, *conversation), user_name=speaker.name,
             )
-        return BotReply(
-            text=reply.answer.strip() or "…", reply_id=reply.reply_id, backend=reply.plan.backend,
-            memories_used=[u.record_id for u in reply.used],
-        )
+        return BotReply(text=reply.answer.strip() or "…", reply_id=reply.reply_id)
 
     def posted(self, speaker: Speaker, reply: BotReply, message_ref: tuple[str, ...]) -> None:
         """Remember which platform message carries which answer, for reactions to it."""
         if reply.reply_id is None:
             return
-        with self._lock:
-            self._posted[(speaker.platform, *message_ref)] = (self.scope(speaker), reply.reply_id)
-            self._posted.move_to_end((speaker.platform, *message_ref))
-            while len(self._posted) > self._max_tracked:
-                self._posted.popitem(last=False)
+        scope = self.scope(speaker)
+        with self._person(scope):
+            if self.assistant.memory.records.get(scope, "event", reply.reply_id) is None:
+                return  # forgotten while the answer was being posted: nothing of it is kept
+            with self._lock:
+                self._posted[(speaker.platform, *message_ref)] = (scope, reply.reply_id)
+                self._posted.move_to_end((speaker.platform, *message_ref))
+                while len(self._posted) > self._max_tracked:
+                    self._posted.popitem(last=False)
 
     def react(self, speaker: Speaker, message_ref: tuple[str, ...], reaction: str) -> Feedback | None:
         """A reaction on one of our answers, by the person who asked, becomes their feedback.
         Anyone else's reaction, a message we did not post, or a non-thumbs emoji is ignored."""
-        with self._lock:
-            tracked = self._posted.get((speaker.platform, *message_ref))
-        if tracked is None or tracked[0] != self.scope(speaker):
-            return None
-        return self.assistant.feedback.reaction(tracked[0], tracked[1], _without_skin_tone(reaction))
+        scope = self.scope(speaker)
+        with self._person(scope):  # not while the person's forget runs: no feedback outlives it
+            with self._lock:
+                tracked = self._posted.get((speaker.platform, *message_ref))
+            if tracked is None or tracked[0] != scope:
+                return None
+            return self.assistant.feedback.reaction(scope, tracked[1], _without_skin_tone(reaction))
 
     # --- the person's own memory -----------------------------------------------------------
     def show(self, speaker: Speaker, limit: int = 10) -> str:
@@ -126,16 +127,31 @@ class ChatService:
         """Everything of the caller goes, from every store; the receipt proves it."""
         scope = self.scope(speaker)
         with self._person(scope):
+            with self._lock:
+                for ref in [ref for ref, (owner, _) in self._posted.items() if owner == scope]:
+                    del self._posted[ref]
             receipt = self.assistant.forget_user(scope)
         with self._lock:
-            for ref in [ref for ref, (owner, _) in self._posted.items() if owner == scope]:
-                del self._posted[ref]
+            self._people.pop(scope, None)
         return receipt
 
 
     def _person(self, scope: Scope) -> threading.Lock:
         with self._lock:
             return self._people.setdefault(scope, threading.Lock())
+
+
+def receipt_text(receipt: ForgetReceipt) -> str:
+    """A forget receipt as a bot says it: counts only, nothing personal."""
+    kinds = ", ".join(f"{n} {kind}" for kind, n in receipt.records_deleted.items() if n) or "no records"
+    done = (
+        "Nothing of yours is left in any store." if receipt.complete
+        else f"Something is left ({receipt.residue}); please try again or tell the operator."
+    )
+    return (
+        f"Forgotten: {kinds}; {receipt.index_points_deleted} search entries, {receipt.graph_nodes_deleted} graph nodes "
+        f"and {receipt.graph_edges_deleted} graph edges. {done}"
+    )
 
 
 def _without_skin_tone(reaction: str) -> str:

@@ -2,8 +2,9 @@
 
 Slack wants every request acknowledged within 3 seconds, and answering can take longer (a local
 model, retrieval, storage). Bolt's default (`process_before_response=False`) acknowledges events
-before their listener runs in its thread pool; the `/memory` listener acknowledges first itself
-and answers through the command's `response_url`. So a slow model never makes Slack retry.
+before their listener runs in its thread pool, and the listeners only hand answers on to a pool
+of their own: Bolt's threads stay free, so even with every answer thread busy, `/memory` (which
+acknowledges first and replies through the command's `response_url`) is acknowledged at once.
 
 A person is `(enterprise or team, user)`, taken from the ids Bolt resolved for the actor (in a
 Slack Connect channel the actor may come from another organisation; when Bolt cannot tell which,
@@ -13,6 +14,7 @@ Slack and the service, which hashes them into labels.
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import re
@@ -20,7 +22,7 @@ import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from socketserver import ThreadingMixIn
 from typing import Any, Generic, TypeVar
 from wsgiref.simple_server import WSGIServer, make_server
@@ -30,10 +32,9 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from personagraph.memory import ForgetReceipt
 from personagraph.memory.errors import InvalidRecordError, PersonagraphError
 
-from .service import ChatService, Speaker
+from .service import ChatService, Speaker, receipt_text
 
 PLATFORM = "slack"
 EVENTS_PATH = "/slack/events"
@@ -43,6 +44,9 @@ MEMORY_HELP = (
     "`/memory forget confirm`: delete everything I know about you, for good"
 )
 _MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
+_CHANNEL = re.compile(r"<#[CG][A-Z0-9]+(?:\|([^>]*))?>")
+_SPECIAL = re.compile(r"<!([a-z]+)(?:\^[^|>]*)?(?:\|([^>]*))?>")  # <!channel>, <!subteam^S1|@devs>
+_LINK = re.compile(r"<([a-z][a-z0-9+.-]*:[^|>]+)(?:\|([^>]*))?>")
 _log = logging.getLogger(__name__)
 K = TypeVar("K")
 V = TypeVar("V")
@@ -50,15 +54,16 @@ V = TypeVar("V")
 
 def build_slack_app(
     service: ChatService, *, signing_secret: str | None, token: str | None = None, client: WebClient | None = None,
-    executor: Executor | None = None,
+    executor: Executor | None = None, answer_executor: Executor | None = None,
 ) -> App:
     """The Bolt app answering mentions and direct messages in thread, taking 👍/👎 on its
     answers as the asker's feedback and serving `/memory`. `signing_secret=None` is for Socket
     Mode: a random secret then makes sure no HTTP request can ever pass verification.
     The bot token comes as `token`, or inside a Web API `client` of your own (another base URL,
-    a proxy). `executor` runs the listeners (Bolt's default: 5 threads), sized to what the model
-    serves."""
-    return _listen(service, App(
+    a proxy). `executor` runs Bolt's listeners (its default: 5 threads), `answer_executor` the
+    answers (default: 2 threads, sized to what one local model serves)."""
+    answers = answer_executor or ThreadPoolExecutor(max_workers=2, thread_name_prefix="slack-answer")
+    return _listen(service, answers, App(
         name="personagraph",
         token=token,
         client=client,
@@ -68,19 +73,26 @@ def build_slack_app(
     ))
 
 
-def _listen(service: ChatService, app: App) -> App:
+def _listen(service: ChatService, answers: Executor, app: App) -> App:
     """Registers the bot's listeners on `app`."""
     seen = _Recent[str, bool]()
     names = _Names()
 
+    def first_delivery(body: dict[str, Any]) -> bool:
+        event_id = body.get("event_id")
+        return not event_id or seen.add(event_id, True)  # Slack redelivers an event it thinks was missed
+
     def answer(body: dict[str, Any], event: dict[str, Any], context: BoltContext, client: WebClient) -> None:
-        person, event_id = _person(context), body.get("event_id")
-        if person is None or event.get("bot_id") or (event_id and not seen.add(event_id, True)):
-            return  # an unidentifiable actor, a bot (ourselves included) or Slack redelivering an event
+        person = _person(context)
+        if person is None or event.get("bot_id") or not first_delivery(body):
+            return  # an unidentifiable actor, a bot (ourselves included) or a redelivered event
+        answers.submit(answer_now, person, event, context.bot_user_id, client)
+
+    def answer_now(person: tuple[str, str], event: dict[str, Any], bot_user_id: str | None, client: WebClient) -> None:
         org = person[0]
         speaker = Speaker(PLATFORM, person, names.of(client, org, person[1]))
         channel, thread = event["channel"], event.get("thread_ts") or event["ts"]
-        text = _plain_text(event.get("text") or "", context.bot_user_id, lambda user: names.of(client, org, user))
+        text = _plain_text(event.get("text") or "", bot_user_id, lambda user: names.of(client, org, user))
         try:
             reply = service.answer(speaker, text, conversation=(channel, thread))
         except InvalidRecordError as exc:  # a message the service refuses (empty, too long): say why
@@ -90,7 +102,7 @@ def _listen(service: ChatService, app: App) -> App:
             _log.exception("answering a Slack message failed")
             client.chat_postMessage(channel=channel, thread_ts=thread, text="Sorry, something went wrong while answering.")
             return
-        posted = client.chat_postMessage(channel=channel, thread_ts=thread, text=reply.text)
+        posted = client.chat_postMessage(channel=channel, thread_ts=thread, text=_escaped(reply.text))
         service.posted(speaker, reply, (channel, str(posted["ts"])))
 
     @app.event("app_mention")
@@ -105,14 +117,13 @@ def _listen(service: ChatService, app: App) -> App:
             answer(body, event, context, client)
 
     @app.event("reaction_added")
-    def on_reaction(event: dict[str, Any], context: BoltContext) -> None:
+    def on_reaction(body: dict[str, Any], event: dict[str, Any], context: BoltContext) -> None:
         item = event.get("item") or {}
         person = _person(context)
-        if person is None or item.get("type") != "message":
+        if person is None or item.get("type") != "message" or not first_delivery(body):
             return
-        reaction = str(event.get("reaction", "")).split("::")[0]  # "+1::skin-tone-3" is still a thumbs up
         try:
-            service.react(Speaker(PLATFORM, person), (item["channel"], item["ts"]), reaction)
+            service.react(Speaker(PLATFORM, person), (item["channel"], item["ts"]), str(event.get("reaction", "")))
         except PersonagraphError:
             _log.info("reaction not recorded as feedback", exc_info=True)
 
@@ -134,6 +145,9 @@ def _listen(service: ChatService, app: App) -> App:
                 text = _memory_action(service, person, words[0], client)
             except (PersonagraphError, SlackApiError) as exc:
                 text = f"Sorry, that failed: {exc}"
+            except Exception:  # noqa: BLE001 - the person hears it failed; the log keeps the traceback
+                _log.exception("/memory %s failed", words[0])
+                text = "Sorry, something went wrong; nothing was changed by this message."
             respond(text=text, response_type="ephemeral")
 
     return app
@@ -144,7 +158,7 @@ def _memory_action(service: ChatService, person: tuple[str, str], action: str, c
     if action == "show":
         return service.show(speaker)
     if action == "forget":
-        return _receipt_text(service.forget(speaker))
+        return receipt_text(service.forget(speaker))
     # The export goes to the person's direct messages with the bot: never a channel others read.
     dm = client.conversations_open(users=person[1])["channel"]["id"]
     client.files_upload_v2(
@@ -152,18 +166,6 @@ def _memory_action(service: ChatService, person: tuple[str, str], action: str, c
         content=json.dumps(service.export(speaker), indent=2, ensure_ascii=False),
     )
     return "I sent you everything I know about you as a JSON file, in our direct messages."
-
-
-def _receipt_text(receipt: ForgetReceipt) -> str:
-    counts = ", ".join(f"{n} {kind}s" for kind, n in receipt.records_deleted.items() if n) or "no records"
-    done = (
-        "Nothing of yours is left in any store."
-        if receipt.complete else f"Some of it could not be deleted yet, please try again: {receipt.residue}"
-    )
-    return (
-        f"Forgotten: {counts}; {receipt.index_points_deleted} search entries, "
-        f"{receipt.graph_nodes_deleted} graph nodes and {receipt.graph_edges_deleted} graph edges. {done}"
-    )
 
 
 def _person(context: BoltContext) -> tuple[str, str] | None:
@@ -174,12 +176,22 @@ def _person(context: BoltContext) -> tuple[str, str] | None:
 
 
 def _plain_text(text: str, bot_user_id: str | None, name_of: Callable[[str], str | None]) -> str:
-    """The message without the mention that addressed the bot; other mentions become names
-    (a raw user id in memory would mean nothing to a model, and is not for it to keep)."""
+    """Slack's markup as a person reads it: the mention that addressed the bot goes, other
+    people become names, channels `#name`, links and groups their label, entities plain
+    characters (a raw id in memory would mean nothing to a model, and is not for it to keep)."""
     def named(match: re.Match[str]) -> str:
         return "" if match[1] == bot_user_id else f"@{name_of(match[1]) or 'someone'}"
 
-    return re.sub(r"[ \t]{2,}", " ", _MENTION.sub(named, text)).strip()
+    text = _MENTION.sub(named, text)
+    text = _CHANNEL.sub(lambda m: f"#{m[1] or 'a channel'}", text)
+    text = _SPECIAL.sub(lambda m: m[2] or f"@{m[1]}", text)
+    text = _LINK.sub(lambda m: m[2] or m[1], text)
+    return re.sub(r"[ \t]{2,}", " ", html.unescape(text)).strip()
+
+
+def _escaped(text: str) -> str:
+    """A model's answer as plain text: no `<!channel>` pings, mentions or links it did not mean."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 class _Recent(Generic[K, V]):
