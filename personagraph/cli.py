@@ -76,8 +76,10 @@ class _ReportingGroup(typer.core.TyperGroup):
             return super().invoke(ctx)
         except PersonagraphError as exc:
             _fail(str(exc))
-        except (FileNotFoundError, IsADirectoryError) as exc:
+        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
             _fail(f"{exc.filename}: {exc.strerror.lower() if exc.strerror else exc}")
+        except OSError as exc:  # a port in use, an address that cannot be bound, a network that is down
+            _fail(f"{exc.strerror or exc}")
 
 
 def _fail(message: str) -> NoReturn:
