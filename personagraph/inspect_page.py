@@ -9,6 +9,7 @@ from memory is untrusted (users type it) and is HTML-escaped before it reaches t
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -63,7 +64,11 @@ def take_snapshot(memory: Memory, scope: Scope) -> Snapshot:
 def write_page(memory: Memory, scope: Scope, path: Path) -> Snapshot:
     """Write the page for `scope` to `path` (UTF-8) and return what it shows."""
     snapshot = take_snapshot(memory, scope)
-    path.write_text(render_page(snapshot), encoding="utf-8")
+    page = render_page(snapshot).encode()
+    # Personal data: readable by its owner only, as the memory's own files are.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as out:
+        out.write(page)
     return snapshot
 
 
@@ -133,11 +138,11 @@ def _fact_entry(fact: Fact, facts: dict[str, Fact]) -> str:
     if fact.status != "active":
         newer = facts.get(fact.superseded_by or "")
         by = f" by “{escape(newer.text)}”" if newer else ""
-        badge = f'<span class="status">{fact.status} on {_day(fact.valid_to)}{by}</span>'
+        badge = f'<span class="status">{escape(fact.status)} on {_day(fact.valid_to)}{by}</span>'
     triple = (f'<span class="triple">{escape(fact.subject or "")} —{escape(fact.predicate)}→ {escape(fact.object or "")}</span>'
               if fact.predicate else "")
     return (
-        f'<li class="entry fact {fact.status}" data-status="{fact.status}">{_stamp(_fact_time(fact))}'
+        f'<li class="entry fact {escape(fact.status)}" data-status="{escape(fact.status)}">{_stamp(_fact_time(fact))}'
         f'<div><span class="kind">{escape(fact.fact_kind)}</span> <span class="text">{escape(fact.text)}</span> {triple} {badge}'
         f'<small>valid {_day(fact.valid_from)} → {_day(fact.valid_to)} · sources: '
         f'{escape(", ".join(fact.sources) or "none")} · <code>{escape(fact.id)}</code></small></div></li>'

@@ -168,12 +168,15 @@ def test_the_command_rejects_a_bad_user_and_mixed_formats(tmp_path: Path, cli_em
     assert not (tmp_path / "x.html").exists()
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="no `chromium` on PATH: apt-get install -y chromium")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no `chromium` on PATH: apt-get install -y chromium")
 def test_headless_chromium_draws_the_nodes(alice_memory: Memory, alice: Scope, tmp_path: Path) -> None:
     snapshot = write_page(alice_memory, alice, tmp_path / "page.html")
     shot = tmp_path / "page.png"
     subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--force-device-scale-factor=1",
+        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--force-device-scale-factor=1",
          f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1280,900",
          (tmp_path / "page.html").as_uri()],
         check=True, capture_output=True, timeout=120, cwd=tmp_path,

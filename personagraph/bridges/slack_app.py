@@ -92,9 +92,11 @@ def _listen(service: ChatService, answers: Executor, app: App) -> App:
         org = person[0]
         speaker = Speaker(PLATFORM, person, names.of(client, org, person[1]))
         channel, thread = event["channel"], event.get("thread_ts") or event["ts"]
+        # A DM is one conversation (its history carries over); in a channel each thread is one.
+        conversation = (channel,) if event.get("channel_type") == "im" and not event.get("thread_ts") else (channel, thread)
         text = _plain_text(event.get("text") or "", bot_user_id, lambda user: names.of(client, org, user))
         try:
-            reply = service.answer(speaker, text, conversation=(channel, thread))
+            reply = service.answer(speaker, text, conversation=conversation)
         except InvalidRecordError as exc:  # a message the service refuses (empty, too long): say why
             client.chat_postMessage(channel=channel, thread_ts=thread, text=f"Sorry, I can't answer that: {exc}")
             return
