@@ -43,6 +43,7 @@ bench: install
 	$(BIN)/python -m benchmarks.prefeval_mcq --data $(DATA)/prefeval --inter-turns 2 --limit-per-topic 2 --train-seconds 40 --skip-generated --out benchmarks/results/prefeval_mcq.json
 	$(BIN)/python -m benchmarks.generated_preferences --train-seconds 60 --out benchmarks/results/generated_preferences.json
 	$(BIN)/python -m benchmarks.store --data $(DATA)/locomo/locomo_dev.json --out benchmarks/results/store.json
+	$(BIN)/python -m benchmarks.slack_latency --out benchmarks/results/slack_latency.json
 
 clean:
 	rm -rf $(VENV) .personagraph-demo
