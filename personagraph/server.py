@@ -194,7 +194,7 @@ def serve_graph(inner: CompiledStateGraph, *, tenant: str, name: str | None = No
 
     def prepare(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
         try:
-            run = scope_from_run(config)
+            run = scope_from_run(config, tenant)
         except ScopeNotConfiguredError:  # the run names no user: the input must
             if "user_id" in keys and not state.get("user_id"):
                 raise InvalidRecordError("the input needs a user_id") from None

@@ -292,3 +292,14 @@ def test_no_arguments_to_any_tool_reach_another_user(memory: Memory, alice: Scop
         assert bob_records(memory, bob) == before
 
     check()
+
+
+def test_runs_that_name_no_tenant_get_the_deployments(world: Memory) -> None:
+    """A deployment with its own tenant (PERSONAGRAPH_TENANT) hands it to the tools, so tools,
+    store and graphs file a user under the same scope."""
+    assert scope_from_run({"configurable": {"user_id": "alice"}}, "acme") == Scope(tenant="acme", user_id="alice")
+    assert scope_from_run({"configurable": {"langgraph_auth_user_id": "alice"}}, "acme") == Scope(tenant="acme", user_id="alice")
+    remember = next(t for t in memory_tools(world, default_tenant="acme") if t.name == "remember")
+    remember.invoke({"text": "I collect stamps"}, config={"configurable": {"user_id": "alice"}})
+    assert [f.text for f in world.facts(Scope(tenant="acme", user_id="alice"))] == ["I collect stamps"]
+    assert all(f.text != "I collect stamps" for f in world.facts(Scope(user_id="alice")))

@@ -188,11 +188,11 @@ class _FeedbackArgs(BaseModel):
     comment: Annotated[str, Field(max_length=2000)] | None = Field(None, description="what the user said about it, if anything")
 
 
-def record_feedback_tool(recorder: FeedbackRecorder) -> BaseTool:
+def record_feedback_tool(recorder: FeedbackRecorder, *, default_tenant: str = "default") -> BaseTool:
     """A LangChain tool an agent can call when the user says what they think of an answer."""
 
     def record(reply_id: str, rating: str, comment: str | None = None, *, config: RunnableConfig) -> str:
-        feedback = recorder.thumbs(scope_from_run(config), reply_id, up=rating == "up", comment=comment)
+        feedback = recorder.thumbs(scope_from_run(config, default_tenant), reply_id, up=rating == "up", comment=comment)
         return f"recorded {feedback.rating} feedback {feedback.id} on {reply_id}"
 
     return StructuredTool.from_function(

@@ -65,9 +65,10 @@ MAX_RELATIONS = 50
 MAX_PATHS = 20
 
 
-def memory_tools(memory: Memory, feedback: FeedbackRecorder | None = None) -> list[BaseTool]:
-    """The memory tools for an agent; `record_feedback` too when a recorder is given."""
-    body = _MemoryTools(memory)
+def memory_tools(memory: Memory, feedback: FeedbackRecorder | None = None, *, default_tenant: str = "default") -> list[BaseTool]:
+    """The memory tools for an agent; `record_feedback` too when a recorder is given.
+    `default_tenant` is the tenant of runs that name none (the deployment's)."""
+    body = _MemoryTools(memory, default_tenant)
     tools = [
         _tool(body.search, "search_memory", SearchArgs,
               "Search what you know about the user: their messages, conversation summaries and facts. "
@@ -89,7 +90,7 @@ def memory_tools(memory: Memory, feedback: FeedbackRecorder | None = None) -> li
               "replaced by, and its relations."),
     ]
     if feedback is not None:
-        tools.append(_answering_errors(record_feedback_tool(feedback)))
+        tools.append(_answering_errors(record_feedback_tool(feedback, default_tenant=default_tenant)))
     return tools
 
 
@@ -129,14 +130,18 @@ def _model_errors() -> Iterator[None]:
 class _MemoryTools:
     """The tools' bodies over one Memory; each takes the run's config, never a scope."""
 
-    def __init__(self, memory: Memory) -> None:
+    def __init__(self, memory: Memory, default_tenant: str) -> None:
         self.memory = memory
+        self.default_tenant = default_tenant
+
+    def _scope(self, config: RunnableConfig) -> Scope:
+        return scope_from_run(config, self.default_tenant)
 
     def search(
         self, query: str, kinds: list[SearchKind] | None = None, k: int = 8, as_of: datetime | None = None,
         *, config: RunnableConfig,
     ) -> str:
-        scope = scope_from_run(config)
+        scope = self._scope(config)
         with _model_errors():
             # Store items are LangMem's and the store's to manage: these tools show what they can act on.
             result = self.memory.search(scope, query, kinds=kinds or list(get_args(SearchKind)), k=k, as_of=as_of)
@@ -148,7 +153,7 @@ class _MemoryTools:
     ) -> str:
         """Keep the request as an event and the fact on it, so forgetting either forgets both.
         The event is marked as reflected: reflection should not extract it a second time."""
-        scope = scope_from_run(config)
+        scope = self._scope(config)
         with _model_errors():
             if replaces is not None and self.memory.get_fact(scope, replaces).status != "active":
                 raise InvalidRecordError(f"fact {replaces!r} is no longer active; only an active fact can be replaced")
@@ -169,7 +174,7 @@ class _MemoryTools:
     def forget(self, memory_id: str, *, config: RunnableConfig) -> str:
         """A message goes with everything resting on it alone; a fact goes with its messages.
         A fact with no message left behind it is retracted (it has nothing to cascade from)."""
-        scope = scope_from_run(config)
+        scope = self._scope(config)
         with _model_errors():
             record = self._find(scope, memory_id, ("event", "fact"))
         if isinstance(record, Event):
@@ -191,14 +196,14 @@ class _MemoryTools:
         return receipts
 
     def profile(self, *, config: RunnableConfig) -> str:
-        scope = scope_from_run(config)
+        scope = self._scope(config)
         return as_data(profile=self.memory.profile(scope).model_dump(mode="json", exclude_defaults=True))
 
     def query_graph(
         self, entity: str, to: str | None = None, as_of: datetime | None = None, hops: int | None = None,
         *, config: RunnableConfig,
     ) -> str:
-        scope = scope_from_run(config)
+        scope = self._scope(config)
         graph = self.memory.graph(scope)
         with _model_errors():
             source = _entity(graph, entity)
@@ -214,7 +219,7 @@ class _MemoryTools:
                        left_out=max(0, len(paths) - MAX_PATHS))
 
     def explain(self, memory_id: str, *, config: RunnableConfig) -> str:
-        scope = scope_from_run(config)
+        scope = self._scope(config)
         with _model_errors():
             record = self._find(scope, memory_id, ("fact", "episode"))
         said = self.memory.records.get_many(scope, "event", record.sources).values()  # type: ignore[attr-defined]

@@ -39,8 +39,9 @@ class ScopeConflictError(InvalidScopeError):
     """Two places in the run name different users or tenants."""
 
 
-def scope_from_run(config: RunnableConfig | None = None) -> Scope:
-    """The scope a tool call acts for, from the run's config and the graph's runtime context."""
+def scope_from_run(config: RunnableConfig | None = None, default_tenant: str = "default") -> Scope:
+    """The scope a tool call acts for, from the run's config and the graph's runtime context;
+    `default_tenant` (the deployment's, e.g. `PERSONAGRAPH_TENANT`) when the run names none."""
     configurable: Mapping[str, Any] = (config or {}).get("configurable") or {}
     context = _graph_context()
     claimed = {
@@ -48,7 +49,7 @@ def scope_from_run(config: RunnableConfig | None = None) -> Scope:
         "configurable": (_field(configurable, "user_id"), _field(configurable, "tenant")),
     }
     if identity := _field(configurable, AUTH_USER_ID):
-        tenant = _field(configurable.get(AUTH_USER), "tenant") or "default"
+        tenant = _field(configurable.get(AUTH_USER), "tenant") or default_tenant
         scope = _authenticated(str(identity), tenant)
         _check_agree(scope, claimed, AUTH_USER_ID)
         return scope
@@ -60,7 +61,7 @@ def scope_from_run(config: RunnableConfig | None = None) -> Scope:
         )
     where, user = next(iter(users.items()))
     tenants = [tenant for _, tenant in claimed.values() if tenant is not None]
-    scope = Scope(tenant=tenants[0] if tenants else "default", user_id=user)
+    scope = Scope(tenant=tenants[0] if tenants else default_tenant, user_id=user)
     _check_agree(scope, claimed, where)
     return scope
 

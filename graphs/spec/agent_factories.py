@@ -85,7 +85,7 @@ def _agent(runtime: SpecRuntime, params: AgentParams) -> Any:
             raise InvalidRecordError("query must be a non-empty string")
         if state.get("messages"):
             return [HumanMessage(query)]
-        scope = scope_from_run(config)
+        scope = scope_from_run(config, runtime.tenant)
         recent = runtime.memory.events(scope, state.get("thread_id") or "default")[-params.history_turns:] if params.history_turns else []
         system = [SystemMessage(params.system)] if params.system else []
         history = [AIMessage(e.text) if e.role == "assistant" else HumanMessage(e.text) for e in recent]
@@ -144,7 +144,7 @@ def _decision(answer: Any) -> tuple[bool, str]:
 
 def _store(runtime: SpecRuntime, params: StoreParams) -> Any:
     def store(state: MessagesState, config: RunnableConfig) -> dict[str, Any]:
-        scope, thread = scope_from_run(config), state.get("thread_id") or "default"
+        scope, thread = scope_from_run(config, runtime.tenant), state.get("thread_id") or "default"
         asked = now()
         request = {"speaker": scope.user_id, "role": "user", "text": state.get("query") or "", "time": asked, "thread_id": thread}
         reply = {

@@ -51,6 +51,7 @@ class SpecRuntime:
     respond: RespondConfig = field(default_factory=RespondConfig)
     count_tokens: Callable[[str], int] | None = None
     reflection_budget: LLMBudget = field(default_factory=LLMBudget)
+    tenant: str = "default"  # the tenant of runs that name none
     _reflection_nodes: ReflectionNodes | None = field(default=None, init=False, repr=False, compare=False)
 
     def need_chat_model(self) -> BaseChatModel:
@@ -64,7 +65,7 @@ class SpecRuntime:
             return list(self.tools)
         from personagraph.tools.memory_tools import memory_tools
 
-        return list(memory_tools(self.memory, self.feedback))
+        return list(memory_tools(self.memory, self.feedback, default_tenant=self.tenant))
 
     def reflection_nodes(self) -> ReflectionNodes:
         """One set of reflection steps per runtime, so the steps of a graph share a model budget."""
@@ -88,6 +89,7 @@ class SpecRuntime:
             respond=RespondConfig(token_budget=assistant.settings.respond_token_budget),
             count_tokens=token_counter(assistant.chat_model),
             reflection_budget=LLMBudget(per_user_per_hour=assistant.settings.llm_calls_per_user_per_hour),
+            tenant=assistant.settings.tenant,
         )
 
 
