@@ -221,7 +221,7 @@ class Memory:
             if old is None:
                 stored[event.id] = event
                 new.append(event)
-            elif (old.speaker, old.text, old.thread_id) != (event.speaker, event.text, event.thread_id):  # type: ignore[attr-defined]
+            elif not event.same_message(old):  # type: ignore[arg-type]
                 raise InvalidRecordError(f"event id {event.id!r} is taken by a different message")
         with self._lock:
             timeline = self.timelines.get(scope)

@@ -91,6 +91,10 @@ class Event(Record):
             self.__dict__["id"] = stable_id("evt", self.thread_id, utc, self.speaker, self.text)
         return self
 
+    def same_message(self, other: Event) -> bool:
+        """Is `other` this message again (a replay), rather than another message under its id?"""
+        return (self.speaker, self.text, self.thread_id) == (other.speaker, other.text, other.thread_id)
+
     def index_text(self) -> str:
         """What retrieval sees: speaker, the date it was said, the text and any image caption."""
         text = f"{self.speaker} ({self.time:%d %B %Y}): {self.text}"

@@ -211,11 +211,13 @@ class PersonaStore(BaseStore):
             if base is None and (self.layout.user_at or scope.tenant != self.layout.tenant):
                 continue
             prefix = base or (scope.user_id,)
-            for collection, kind in store_native.RECORD_KIND.items():
-                if any(store_native.visible(r) for r in self.memory.records.list(scope, kind)):  # type: ignore[arg-type]
-                    out.add((*prefix, collection))
-            if self.memory.facts(scope):
-                out.add((*prefix, "profile"))
+            held = {
+                "events": self.memory.records.count(scope, "event") > 0,
+                "episodes": self.memory.records.count(scope, "episode") > 0,
+                "facts": bool(self.memory.facts(scope)),  # active ones: the only facts the view shows
+            }
+            held["profile"] = held["facts"]
+            out |= {(*prefix, collection) for collection, present in held.items() if present}
         return out
 
     def _all_scopes(self, what: str, prefix: tuple[str, ...]) -> list[Scope]:

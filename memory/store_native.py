@@ -59,7 +59,7 @@ def check_put(memory: Memory, scope: Scope, collection: NativeCollection, key: s
     if collection == "events":
         event = _validated(Event, {**fields, "id": key})
         old = memory.records.get(scope, "event", key)
-        if old is not None and (old.speaker, old.text, old.thread_id) != (event.speaker, event.text, event.thread_id):  # type: ignore[attr-defined]
+        if old is not None and not event.same_message(old):  # type: ignore[attr-defined, arg-type]
             raise InvalidRecordError(f"event id {key!r} is taken by a different message")
         return
     _check_sources(memory, scope, fields.get("sources", []))

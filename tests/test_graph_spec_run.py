@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain_core.messages import BaseMessage, ToolMessage
+from langchain_core.messages import ToolMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
 from langgraph.types import Command
@@ -30,6 +30,7 @@ from personagraph.tools.memory_tools import memory_tools
 from personagraph import Settings
 from personagraph.assistant import Assistant
 from tests.scripted_model import ScriptedChatModel
+from tests.test_respond_graph import RecordingGenerator, Registry
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 ALICE = Scope(user_id="alice")
@@ -45,29 +46,6 @@ def _seed(memory: Memory, scope: Scope, city: str) -> None:
 
 def _request(scope: Scope, query: str) -> dict[str, Any]:
     return {"tenant": scope.tenant, "user_id": scope.user_id, "thread_id": "chat", "query": query}
-
-
-class _Adapters:
-    """The registry's two lookups over the adapter records in memory."""
-
-    def __init__(self, memory: Memory) -> None:
-        self.memory = memory
-
-    def current(self, scope: Scope) -> AdapterRecord | None:
-        found = self.memory.adapters(scope, status="registered")
-        return found[0] if found else None
-
-    def messages_since(self, scope: Scope, record: AdapterRecord | None, speaker: str | None = None) -> int:
-        return 0
-
-
-class _Generator:
-    def __init__(self) -> None:
-        self.calls: list[tuple[Scope, str | None]] = []
-
-    def generate(self, scope: Scope, messages: list[BaseMessage], adapter: AdapterRecord | None, *, max_new_tokens: int) -> str:
-        self.calls.append((scope, adapter.id if adapter else None))
-        return "Hey team, drinks in Porto on Friday!"
 
 
 def _adapter(memory: Memory, scope: Scope, tmp_path: Path) -> AdapterRecord:
@@ -95,21 +73,21 @@ def test_personal_assistant_prompts_with_the_users_memories_and_records_the_exch
 def test_personal_assistant_routes_style_requests_to_the_users_adapter(memory: Memory, tmp_path: Path) -> None:
     _seed(memory, ALICE, "Porto")
     mine = _adapter(memory, ALICE, tmp_path)
-    generator = _Generator()
-    runtime = SpecRuntime(memory, chat_model=ScriptedChatModel(), adapters=_Adapters(memory), generator=generator)
+    generator = RecordingGenerator()
+    runtime = SpecRuntime(memory, chat_model=ScriptedChatModel(), adapters=Registry(memory), generator=generator)
     graph = compile_spec(load_spec(EXAMPLES / "personal_assistant.yaml"), runtime)
     out = graph.invoke(_request(ALICE, "Draft a message to my team about drinks in Porto on Friday"))
-    assert out["plan"].backend == "adapter+memory" and generator.calls == [(ALICE, mine.id)]
-    assert out["answer"] == "Hey team, drinks in Porto on Friday!"
+    assert out["plan"].backend == "adapter+memory" and [(scope, adapter) for scope, adapter, _ in generator.calls] == [(ALICE, mine.id)]
+    assert out["answer"] == "Hey team, Friday drinks at the Crown!"
 
 
 def test_a_spec_that_routes_to_prompting_overrides_an_adapter_plan(memory: Memory, tmp_path: Path) -> None:
     _seed(memory, ALICE, "Porto")
     _adapter(memory, ALICE, tmp_path)
     text = (EXAMPLES / "personal_assistant.yaml").read_text().replace("adapter+memory: adapter", "adapter+memory: prompting")
-    generator = _Generator()
+    generator = RecordingGenerator()
     model = ScriptedChatModel(script=["Drinks Friday!"])
-    runtime = SpecRuntime(memory, chat_model=model, adapters=_Adapters(memory), generator=generator)
+    runtime = SpecRuntime(memory, chat_model=model, adapters=Registry(memory), generator=generator)
     out = compile_spec(parse_spec(text), runtime).invoke(_request(ALICE, "Draft a message to my team about drinks on Friday"))
     assert generator.calls == [] and out["answer"] == "Drinks Friday!"
     assert out["plan"].backend == "prompting" and out["plan"].reasons[-1] == "the graph routed this request to prompting"

@@ -124,7 +124,7 @@ class RespondNodes:
             query_need=need, need_reason=why,
             event_count=self.memory.records.count(scope, "event"),
             fact_count=len(self.memory.facts(scope)),
-            item_count=sum(not item.expired() for item in self.memory.items(scope)),
+            item_count=self.memory.records.count(scope, "item"),  # a count, not a read: this runs on every request
             adapter_id=adapter.id if adapter else None,
             adapter_kind=adapter.adapter_kind if adapter else None,
             adapter_gain=adapter.metrics.get("gain") if adapter else None,
