@@ -46,6 +46,8 @@ from .models import (
 )
 from .profile import derive_profile
 from .records import RecordStore
+from .redact_records import redact_record
+from .redaction import Redactor
 from .retrieval import Key, RetrievalConfig
 from .scope import Scope, validate_label
 from .search import Retriever, SearchResult
@@ -103,8 +105,11 @@ class Memory:
         embedder: Embedder,
         sparse: Bm25Encoder | None = None,
         retrieval: RetrievalConfig | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
+        """`redactor`: secrets removed before any write (on by default; `Redactor(kinds=())` keeps all text)."""
         self.records = records
+        self.redactor = redactor if redactor is not None else Redactor()
         self.index = index
         self.embedder = embedder
         self.sparse = sparse or Bm25Encoder()
@@ -161,7 +166,12 @@ class Memory:
             out.append(f"{before.speaker}: {before.text}\n{text}" if before else text)  # type: ignore[attr-defined]
         return out
 
+    def _parse(self, model: type[R], value: R | dict[str, Any]) -> R:
+        """Validate a caller's record and strip its secrets, so what is returned is what is kept."""
+        return redact_record(_coerce(model, value), self.redactor)  # type: ignore[return-value]
+
     def _write(self, scope: Scope, put: Sequence[Record] = (), delete: Sequence[tuple[RecordKind, str]] = ()) -> None:
+        put = [redact_record(r, self.redactor) for r in put]  # every path, change sets and store items too
         try:
             with self._lock:
                 self._write_through(scope, put, delete)
@@ -213,7 +223,7 @@ class Memory:
     def add_events(self, scope: Scope, events: Iterable[Event | dict[str, Any]]) -> list[Event]:
         """Add messages. A message already stored is left as it was (replays change nothing);
         an id already used for a different message is refused: events are never rewritten."""
-        given = [_coerce(Event, e) for e in events]
+        given = [self._parse(Event, e) for e in events]
         stored: dict[str, Record] = dict(self.records.get_many(_check_scope(scope), "event", [e.id for e in given]))
         new: list[Event] = []
         for event in given:
@@ -234,7 +244,7 @@ class Memory:
         return [stored[e.id] for e in given]  # type: ignore[misc]
 
     def add_episode(self, scope: Scope, episode: Episode | dict[str, Any]) -> Episode:
-        parsed = _coerce(Episode, episode)
+        parsed = self._parse(Episode, episode)
         self._write(_check_scope(scope), put=[parsed])
         return parsed
 
@@ -263,7 +273,7 @@ class Memory:
 
     def add_fact(self, scope: Scope, fact: Fact | dict[str, Any]) -> Fact:
         """Add a fact; with subject, predicate and object it also becomes a graph edge."""
-        parsed = _coerce(Fact, fact)
+        parsed = self._parse(Fact, fact)
         self._write(_check_scope(scope), put=[parsed, *self._fact_links(scope, parsed)])
         return parsed
 
@@ -278,7 +288,7 @@ class Memory:
         old = self.get_fact(scope, fact_id)
         if {"id", "kind"} & changes.keys():
             raise InvalidRecordError("a fact's id and kind cannot change")
-        updated = _coerce(Fact, {**old.model_dump(), **changes})
+        updated = self._parse(Fact, {**old.model_dump(), **changes})
         links = self._fact_links(scope, updated)
         stale = [] if links else [("relation", r.id) for r in self.records.list(scope, "relation", {"fact_id": fact_id})]
         self._write(scope, put=[updated, *links], delete=stale)
@@ -295,7 +305,7 @@ class Memory:
     def supersede_fact(self, scope: Scope, old_id: str, new_fact: Fact | dict[str, Any]) -> Fact:
         """The world changed: close the old fact (and its edges) where the new one starts."""
         old = self.get_fact(scope, old_id)
-        new = _coerce(Fact, new_fact)
+        new = self._parse(Fact, new_fact)
         if old.status != "active":
             raise InvalidRecordError(f"fact {old_id!r} is {old.status}; only an active fact can be superseded")
         if new.id == old.id:
@@ -315,7 +325,7 @@ class Memory:
 
     def upsert_entity(self, scope: Scope, entity: Entity | dict[str, Any]) -> Entity:
         """Create or update an entity; sources and aliases add to what is stored (provenance stays)."""
-        parsed = _coerce(Entity, entity)
+        parsed = self._parse(Entity, entity)
         old = self.records.get(_check_scope(scope), "entity", parsed.id)
         if old is not None:
             parsed = parsed.model_copy(update={
@@ -326,7 +336,7 @@ class Memory:
         return parsed
 
     def add_relation(self, scope: Scope, relation: Relation | dict[str, Any]) -> Relation:
-        parsed = _coerce(Relation, relation)
+        parsed = self._parse(Relation, relation)
         ends = self.records.get_many(_check_scope(scope), "entity", [parsed.subject_id, parsed.object_id])
         missing = {parsed.subject_id, parsed.object_id} - ends.keys()
         if missing:
@@ -416,7 +426,7 @@ class Memory:
 
     def register_adapter(self, scope: Scope, adapter: AdapterRecord | dict[str, Any]) -> AdapterRecord:
         """Record a trained adapter (registered or rejected); its events must be this user's."""
-        record = _coerce(AdapterRecord, adapter)
+        record = self._parse(AdapterRecord, adapter)
         found = self.records.get_many(_check_scope(scope), "event", record.sources)
         if missing := sorted(set(record.sources) - set(found)):
             raise RecordNotFoundError(f"adapter sources are not events of this scope: {missing[:5]}")
@@ -433,7 +443,7 @@ class Memory:
     # ================================================================== feedback
     def add_feedback(self, scope: Scope, feedback: Feedback | dict[str, Any]) -> Feedback:
         """Keep one piece of feedback; the exchange it names must be this user's."""
-        record = _coerce(Feedback, feedback)
+        record = self._parse(Feedback, feedback)
         wanted = [*record.sources, *([record.reply_event_id] if record.reply_event_id else [])]
         found = self.records.get_many(_check_scope(scope), "event", wanted)
         if missing := sorted(set(wanted) - set(found)):
@@ -510,7 +520,11 @@ class Memory:
         return entity_key(name)
 
     def profile(self, scope: Scope) -> Profile:
-        return derive_profile(self.facts(scope))
+        """The profile from the facts about the user: their own messages' speakers are who they are."""
+        facts = self.facts(scope)
+        sources = self.records.get_many(scope, "event", sorted({s for f in facts for s in f.sources}))
+        owners = {scope.user_id.lower()} | {e.speaker.lower() for e in sources.values() if e.role == "user"}  # type: ignore[attr-defined]
+        return derive_profile(facts, owners)
 
     # ================================================================== search
     def search(

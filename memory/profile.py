@@ -27,10 +27,25 @@ def _newest_first(facts: Iterable[Fact]) -> list[Fact]:
     return sorted(facts, key=lambda f: (f.valid_from or f.created_at, f.created_at), reverse=True)
 
 
-def derive_profile(facts: Iterable[Fact]) -> Profile:
-    """Build the profile; a single-valued field takes the newest active fact that sets it."""
+_OWNER_WORDS = frozenset(("user", "the user", "i", "me", "myself"))
+
+
+def about_owner(fact: Fact, owners: set[str] | None) -> bool:
+    """Is `fact` about the user themself? `owners` are the names the user goes by (lower case):
+    the speakers of their own messages and their id. A fact about someone else ("Ana lives in
+    Lisbon", "Sam's sister loves horror films", what another speaker in a group chat asked the
+    assistant to do) is theirs, and must not become the user's location, taste or instruction."""
+    if owners is None or not fact.subject or not fact.sources:  # a fact put through the API is the caller's word
+        return True
+    subject = fact.subject.strip().lower()
+    return subject in owners or subject in _OWNER_WORDS
+
+
+def derive_profile(facts: Iterable[Fact], owners: set[str] | None = None) -> Profile:
+    """Build the profile from the active facts about the user (all of them when `owners` is
+    None); a single-valued field takes the newest active fact that sets it."""
     profile = Profile()
-    for fact in _newest_first(f for f in facts if f.status == "active"):
+    for fact in _newest_first(f for f in facts if f.status == "active" and about_owner(f, owners)):
         pred = _predicate(fact)
         single = next((field for field, preds in _SINGLE_FIELDS.items() if pred in preds), None)
         if single:

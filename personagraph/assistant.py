@@ -59,6 +59,7 @@ from personagraph.tools.feedback import (
     to_langchain,
 )
 
+from .graph_checkpoints import forget_threads, user_threads
 from .factory import open_memory
 from .settings import Settings
 
@@ -176,9 +177,11 @@ class Assistant:
         local_only: bool, latency_budget_ms: int | None,
     ) -> dict[str, Any]:
         scope = self.scope(user)
-        return {
-            "tenant": scope.tenant, "user_id": scope.user_id, "thread_id": thread_id, "query": query,
-            "history": list(history), "user_name": user_name or self._speaker(scope),
+        redact = self.memory.redactor.text
+        return {  # redacted before the graph runs, so no checkpoint of its state holds a secret
+            "tenant": scope.tenant, "user_id": scope.user_id, "thread_id": thread_id,
+            "query": redact(query) if isinstance(query, str) else query,
+            "history": [m.model_copy(update={"content": redact(m.content)}) if isinstance(m.content, str) else m for m in history], "user_name": user_name or self._speaker(scope),
             "local_only": local_only, "latency_budget_ms": latency_budget_ms,
         }
 
@@ -249,7 +252,11 @@ class Assistant:
         # A training under way fails to register (its events are gone) and deletes its own folder;
         # anything else left in the user's folder goes now.
         self.registry.remove_user_folder(scope)
-        return receipt
+        threads = forget_threads(self.settings, scope)  # `graph run` checkpoints of this user
+        return receipt.model_copy(update={
+            "records_deleted": {**receipt.records_deleted, "checkpoint_threads": threads},
+            "residue": {**receipt.residue, "checkpoints": len(user_threads(self.settings, scope))},
+        })
 
     # --- feedback and alignment (the objective level) ------------------------------------------
 

@@ -25,9 +25,12 @@ from personagraph.graphs.spec import (
     to_mermaid,
 )
 from personagraph.graphs.spec.state import state_fields
+from personagraph.memory import Scope
 from personagraph.memory.errors import InvalidRecordError
+from personagraph.memory.redaction import redact_value
 
 from .cli import _state, app, console
+from .graph_checkpoints import checkpoints_path, thread_id
 from .cli_chat import assistant_session
 
 graph_app = typer.Typer(help="Declarative graphs: validate, draw and run YAML/JSON graph specs.", no_args_is_help=True)
@@ -95,9 +98,10 @@ def run(
     values = {key: scope_values[key] for key in SCOPE_FIELDS if key in fields} | given
     name = spec.name or file.stem
     config: dict[str, Any] = {"configurable": {
-        "thread_id": f"{settings.tenant}/{user}/{name}/{thread}", "user_id": user, "tenant": settings.tenant,
+        "thread_id": thread_id(Scope(tenant=settings.tenant, user_id=user), name, thread), "user_id": user, "tenant": settings.tenant,
     }}
-    with assistant_session(settings, model) as assistant, SqliteSaver.from_conn_string(str(settings.data_dir / "graphs.sqlite")) as saver:
+    with assistant_session(settings, model) as assistant, SqliteSaver.from_conn_string(str(checkpoints_path(settings))) as saver:
+        values = redact_value(assistant.memory.redactor, values)  # the checkpoint keeps the input: no secret in it
         graph = compile_spec(spec, SpecRuntime.from_assistant(assistant), checkpointer=saver)
         pending = graph.get_state(config).interrupts
         if resume is not None and not pending:

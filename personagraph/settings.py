@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from personagraph.memory.redaction import Redactor
 
 
 class Settings(BaseSettings):
@@ -35,7 +37,21 @@ class Settings(BaseSettings):
     max_loaded_adapters: int = Field(8, ge=1, description="adapters kept loaded on the local model (LRU)")
     preference_train_seconds: float = Field(120.0, gt=0, description="time budget of one DPO/KTO training on CPU")
     styles_dir: Path | None = Field(None, description="the shared style adapters for soups; default <data_dir>/styles")
+    redact_secrets: bool = Field(True, description="replace passwords, API keys, card and account numbers by a marker before anything is stored")
+    redact_kinds: list[str] = Field(["password", "api_key", "card_number", "account_number"], description="which kinds of secret to redact")
+    redact_patterns: dict[str, str] = Field({}, description="extra secrets of this deployment: name -> regular expression (a group named value limits the marker)")
     store_user_at: int = Field(0, ge=0, description="which namespace label names the user in the LangGraph Server store: 0 for (user, ...), 1 for LangMem's (memories, user)")
+
+    @model_validator(mode="after")
+    def _redaction_valid(self) -> Settings:
+        self.redactor()  # an unknown kind or a broken pattern fails here, when the settings load
+        return self
+
+    def redactor(self) -> Redactor:
+        """The redaction these settings ask for (`Redactor(kinds=())` when it is off)."""
+        if not self.redact_secrets:
+            return Redactor(kinds=())
+        return Redactor(self.redact_kinds, self.redact_patterns)
 
     @property
     def records_path(self) -> Path:

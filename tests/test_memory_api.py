@@ -455,7 +455,7 @@ def test_forgetting_an_event_updates_the_graph_and_search(memory: Memory, alice:
 
 def test_forgetting_an_event_leaves_no_searchable_trace_of_its_words(memory: Memory, alice: Scope) -> None:
     secret, reply = memory.add_events(alice, [
-        said("My bank PIN is zanzibar", 0), said("Got it, noted.", 1, speaker="assistant"),
+        said("My secret holiday plan is zanzibar", 0), said("Got it, noted.", 1, speaker="assistant"),
     ])
     assert ids(memory.search(alice, "zanzibar", config=only("bm25")).items)[0] == secret.id
 

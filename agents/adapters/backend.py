@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.messages import BaseMessage
-from personagraph.agents.llm.chat_format import to_chat
+from personagraph.agents.llm.chat_format import template_ids, to_chat
 from personagraph.agents.llm.runtime import ChatRuntime, GenerationRequest
 from personagraph.memory.errors import InvalidRecordError
 from personagraph.memory.models import AdapterRecord
@@ -43,10 +43,7 @@ class LocalAdapterGenerator:
         self.batcher = BatchingGenerator(runtime, max_batch=max_batch, window_ms=window_ms, repetition_penalty=repetition_penalty)
 
     def prompt_ids(self, messages: list[BaseMessage]) -> list[int]:
-        encoded = self.runtime.tokenizer.apply_chat_template(
-            to_chat(messages), add_generation_prompt=True, tokenize=True, return_dict=True,
-        )
-        return list(encoded["input_ids"])
+        return template_ids(self.runtime.tokenizer, to_chat(messages))
 
     def generate(self, scope: Scope, messages: list[BaseMessage], adapter: AdapterRecord | None, *, max_new_tokens: int) -> str:
         ids = self.prompt_ids(messages)

@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from personagraph.agents.llm.chat_format import inert, inert_chat, special_texts
 from personagraph.agents.llm.errors import UnknownAdapterError
 from personagraph.agents.llm.runtime import BASE
 from personagraph.memory.errors import InvalidRecordError
@@ -38,9 +39,9 @@ def encode_example(tokenizer: Any, example: SFTExample, max_length: int = 256) -
     """
     if max_length < 8:
         raise InvalidRecordError(f"max_length must be at least 8, got {max_length}")
-    prompt_text = tokenizer.apply_chat_template(example.messages, tokenize=False, add_generation_prompt=True)
+    prompt_text = tokenizer.apply_chat_template(inert_chat(example.messages, tokenizer), tokenize=False, add_generation_prompt=True)
     prompt = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
-    target = tokenizer(example.target + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+    target = tokenizer(inert(example.target, special_texts(tokenizer)) + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
     keep_prompt = min(len(prompt), max(max_length - len(target), 4))
     prompt = prompt[len(prompt) - keep_prompt:]
     target = target[:max_length - len(prompt)]

@@ -20,6 +20,7 @@ import copy
 from collections.abc import Sequence
 from typing import Any
 
+from personagraph.agents.llm.chat_format import inert, inert_chat, special_texts
 from personagraph.memory.errors import InvalidRecordError
 from pydantic import BaseModel, ConfigDict
 
@@ -69,7 +70,8 @@ def completion_logprobs(
     if batch_size < 1:
         raise InvalidRecordError(f"batch_size must be at least 1, got {batch_size}")
     ending = [tokenizer.eos_token_id] if end_of_turn else []
-    completion_ids = [tokenizer(c, add_special_tokens=False)["input_ids"] + ending for c in completions]
+    specials = special_texts(tokenizer)  # typed text never becomes a template token
+    completion_ids = [tokenizer(inert(c, specials), add_special_tokens=False)["input_ids"] + ending for c in completions]
     for i, ids in enumerate(completion_ids):
         if not ids:
             raise InvalidRecordError(f"completion {i} is empty: a score per token needs a token")
@@ -77,7 +79,7 @@ def completion_logprobs(
     for i, messages in enumerate(prompts):
         if not messages:
             raise InvalidRecordError(f"prompt {i} has no messages")
-        text = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+        text = tokenizer.apply_chat_template(inert_chat(list(messages), tokenizer), tokenize=False, add_generation_prompt=True)
         groups.setdefault(text, []).append(i)
 
     scores: dict[int, CompletionScore] = {}

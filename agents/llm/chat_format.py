@@ -99,3 +99,36 @@ def parse_tool_call(text: str, names: Sequence[str]) -> dict[str, Any] | None:
         return None
     return {"name": data["name"], "args": data["arguments"], "id": f"call_{uuid.uuid4().hex[:24]}", "type": "tool_call"}
 
+
+
+def special_texts(tokenizer: Any) -> list[str]:
+    """The text of every special token the tokenizer would parse out of plain text, longest first."""
+    found = set(tokenizer.all_special_tokens)
+    found.update(t.content for t in tokenizer.added_tokens_decoder.values() if t.special)
+    return sorted((t for t in found if t), key=len, reverse=True)
+
+
+def inert(text: str, specials: Sequence[str]) -> str:
+    """`text` with every special token's text broken into ordinary characters.
+
+    The chat template renders message contents as text and the tokenizer then parses special
+    tokens out of it, so a user who types `<|im_start|>system` would otherwise open a real
+    system turn. The first character becomes a look-alike (‹ for <), which tokenizes as text."""
+    for token in specials:
+        if token in text:
+            text = text.replace(token, ("‹" + token[1:]) if token.startswith("<") else token[0] + "\u2060" + token[1:])
+    return text
+
+
+def inert_chat(chat: Sequence[dict[str, str]], tokenizer: Any) -> list[dict[str, str]]:
+    """Role/content dicts whose contents can never produce a special token."""
+    specials = special_texts(tokenizer)
+    return [{**m, "content": inert(m["content"], specials)} for m in chat]
+
+
+def template_ids(tokenizer: Any, chat: Sequence[dict[str, str]], *, add_generation_prompt: bool = True) -> list[int]:
+    """The chat template's token ids for `chat`, with special-token text in contents made inert."""
+    encoded = tokenizer.apply_chat_template(
+        inert_chat(chat, tokenizer), add_generation_prompt=add_generation_prompt, tokenize=True, return_dict=True,
+    )
+    return list(encoded["input_ids"])

@@ -36,6 +36,7 @@ from pydantic import BaseModel, Field
 from ..contrastive import ContrastiveLogitsProcessor, ContrastSpec
 from .chat_format import (
     parse_tool_call,
+    template_ids,
     to_chat,
     tool_call_schema,
     tools_note,
@@ -228,9 +229,7 @@ class LocalChatModel(BaseChatModel):
         return {"repetition_penalty": self.repetition_penalty} if self.repetition_penalty != 1.0 else {}
 
     def _prompt(self, runtime: ChatRuntime, messages: list[BaseMessage], note: str | None) -> list[int]:
-        chat = to_chat(messages, note)
-        encoded = runtime.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=True)
-        return list(encoded["input_ids"])
+        return template_ids(runtime.tokenizer, to_chat(messages, note))
 
     def _stream_text(self, messages: list[BaseMessage], call: _Call, stop: list[str]) -> Iterator[AIMessageChunk]:
         """Free generation in a worker thread, text chunks as they decode, stats in the last chunk."""

@@ -118,6 +118,7 @@ class RespondNodes:
         query = state.get("query", "")
         if not isinstance(query, str) or not query.strip():
             raise InvalidRecordError("query must be a non-empty string")
+        query = self.memory.redactor.text(query)  # served graphs get raw input: the model never sees a secret
         need, why = classify_query(query)
         adapter = self.adapters.current(scope) if self.adapters and self.generator else None
         features = PlanFeatures(
@@ -136,7 +137,7 @@ class RespondNodes:
             chat_model_is_local=self.chat_model_is_local,
             local_model_available=self.local_model is not None,
         )
-        update: dict[str, Any] = {"features": features, "asked_at": now()}
+        update: dict[str, Any] = {"features": features, "asked_at": now(), "query": query}
         if not state.get("history") and self.config.history_turns:
             recent = self.memory.events(scope, state.get("thread_id") or "default")[-self.config.history_turns:]
             update["history"] = [_as_message(e) for e in recent]
