@@ -14,14 +14,15 @@ class Profile:
     concurrency_workers: int  # threads or async tasks per scenario
     concurrency_ops: int  # operations per worker
     fuzz_cases: int  # malformed inputs per fuzzed surface
+    model_attacks: bool = False  # also run the memory-injection attacks through the real SmolLM2
     seed: int = 20261128
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-FAST = Profile("fast", isolation_ops=10_000, crash_trials=100, concurrency_workers=8, concurrency_ops=25, fuzz_cases=300)
-LONG = Profile("long", isolation_ops=50_000, crash_trials=500, concurrency_workers=16, concurrency_ops=100, fuzz_cases=3_000)
+FAST = Profile("fast", isolation_ops=10_000, crash_trials=100, concurrency_workers=8, concurrency_ops=25, fuzz_cases=300, model_attacks=True)
+LONG = Profile("long", isolation_ops=50_000, crash_trials=500, concurrency_workers=16, concurrency_ops=100, fuzz_cases=3_000, model_attacks=True)
 # What the default `make test` run uses: the same code, sized to keep the suite quick.
 SMOKE = Profile("smoke", isolation_ops=600, crash_trials=6, concurrency_workers=4, concurrency_ops=6, fuzz_cases=40)
 PROFILES = {p.name: p for p in (FAST, LONG, SMOKE)}

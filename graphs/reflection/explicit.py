@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from personagraph.memory.models import Event, FactKind
 
 from .dates import MONTHS, WEEKDAYS, resolve_relative_dates
+from .reported import own_words
 from .schema import CandidateEntity, CandidateFact
 
 RELATIONS: dict[str, str] = {  # what a speaker calls someone ("my sister") -> entity type
@@ -500,8 +501,13 @@ def _third_party(sentence: str, speaker: str, names: dict[tuple[str, str], str])
                      confidence=0.8)
 
 
+_STANDING_OPENER = re.compile(r"(?i)^((?:please\s+)?(?:from now on|going forward|in (?:the )?future))\s*,\s*")
+
+
 def _instructions(sentence: str, speaker: str) -> Iterator[_Found]:
     """Standing imperatives about how the assistant should answer ("please keep answers short")."""
+    # "From now on, answer in French": the standing opener is part of the clause after its comma.
+    sentence = _STANDING_OPENER.sub(r"\1 ", sentence)
     for clause in re.split(r"[,;]\s*", sentence.rstrip(".!?")):
         m = _INSTRUCTION.match(clause)
         field = next((f for f, words in _STYLE if m and words.search(m["imp"])), None)
@@ -549,8 +555,10 @@ def extract_explicit(events: Sequence[Event]) -> tuple[list[CandidateFact], list
     for event in events:
         if event.role not in ("user", "other"):
             continue
-        for sentence, question in _sentences(event.text):
-            found = [*_instructions(sentence, event.speaker)]
+        for sentence, question in _sentences(own_words(event.text)):
+            # How the assistant should answer is the user's say alone: another speaker in the
+            # conversation may state facts about themself, never standing instructions.
+            found = [*_instructions(sentence, event.speaker)] if event.role == "user" else []
             if not question:
                 found += [*_relationships(sentence, event.speaker), *_statements(sentence, event),
                           *_third_party(sentence, event.speaker, names)]

@@ -230,7 +230,11 @@ def _named_third_parties(source: str, speakers: set[str]) -> set[str]:
     """Names that act in a clause ("Nadia wants", "Biscuit loves") other than the speakers'."""
     names = re.findall(r"\b([A-Z][a-z]+)\s+(?:is|was|has|wants|loves|likes|enjoys|hates|says|said|thinks|\w+s)\b",
                        source)
-    return {n.lower() for n in names} - speakers - _STOPWORDS
+    return {n.lower() for n in names} - speakers - _STOPWORDS - _NOT_ACTORS
+
+
+# Capitalised sentence openers the name pattern above would read as actors ("Please always ...").
+_NOT_ACTORS = frozenset(("please", "kindly", "thanks", "thank", "sorry", "hi", "hey", "hello", "ok", "okay", "also", "just"))
 
 
 def _mentions_others(fact: CandidateFact) -> bool:
