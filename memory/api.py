@@ -615,6 +615,7 @@ class Memory:
                 journal=entry, drop_journal=unfinished,
             )
             self.index.delete_scope(scope)
+            self.index.purge()  # deleted points leave the index files too; replayed if a crash cuts it
             self.records.clear_journal(entry["id"])
         finally:
             self.graphs.drop(scope)
@@ -652,6 +653,7 @@ class Memory:
             scope = Scope(tenant=entry["tenant"], user_id=entry["user_id"])
             if entry.get("delete_scope"):
                 self.index.delete_scope(scope)
+                self.index.purge()
             else:
                 self._sync_keys(scope, {(k, rid) for k, rid in entry["keys"]})
             self.records.clear_journal(entry["id"])

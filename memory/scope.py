@@ -58,6 +58,12 @@ class Scope(BaseModel):
         """A single string naming the scope (used as the tenant key in the vector index)."""
         return f"{self.tenant}/{self.user_id}"
 
+    @property
+    def log_name(self) -> str:
+        """How logs name this scope: a short hash, so an operator's logs hold no user id that
+        outlives the user's forget, yet one user's lines can still be told apart."""
+        return "u-" + hashlib.sha256(self.key.encode()).hexdigest()[:12]
+
     @classmethod
     def for_platform(cls, platform: str, *ids: str, tenant: str = "default") -> Scope:
         """Map raw platform ids (Slack team + user, Discord user...) to a valid, stable label.

@@ -247,6 +247,8 @@ class Assistant:
         self.reflection.flush()
         receipt = self.memory.forget_user(scope)
         self.feedback.drop(scope)
+        if self.retraining is not None:
+            self.retraining.forget(scope)
         if self._generator is not None:
             self._generator.forget(scope, ids)
         # A training under way fails to register (its events are gone) and deletes its own folder;

@@ -66,7 +66,7 @@ class RetrainScheduler:
         try:
             due, why = self.registry.retrain_due(scope, self.kind)
         except Exception as exc:  # noqa: BLE001 - a user with no messages of their own is simply not due
-            log.debug("retrain check for %s skipped: %s", key, exc)
+            log.debug("retrain check for %s skipped: %s", scope.log_name, type(exc).__name__)
             return False
         if not due:
             return False
@@ -77,8 +77,15 @@ class RetrainScheduler:
             self._queue.append(scope)
             self.stats.scheduled += 1
             self._cond.notify_all()
-        log.info("adapter training scheduled for %s: %s", key, why)
+        log.info("adapter training scheduled for %s", scope.log_name)
         return True
+
+    def forget(self, scope: Scope) -> None:
+        """Drop what the scheduler keeps on a forgotten user (its last outcome and retry clock)."""
+        key = (scope.tenant, scope.user_id)
+        with self._cond:
+            self.stats.last.pop(key, None)
+            self._failed_at.pop(key, None)
 
     def pending(self) -> int:
         with self._cond:
@@ -121,7 +128,7 @@ class RetrainScheduler:
                 self.stats.errors += 1
                 self.stats.last[key] = f"failed: {exc}"
                 self._failed_at[key] = time.monotonic()
-                log.exception("adapter training for %s failed", key)
+                log.error("adapter training for %s failed: %s", scope.log_name, type(exc).__name__)
             finally:
                 with self._cond:
                     self._busy.discard(key)

@@ -7,6 +7,7 @@ a shard; a second opener is refused with a clear error.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from qdrant_edge import (
@@ -32,9 +33,10 @@ from qdrant_edge import (
 )
 
 from ..embedding import SparseVector as SparseTuple
-from ..errors import ConfigurationError
+from ..errors import StoreInUseError
 from ..scope import Scope
 from .base import IndexHit, IndexPoint, IndexQuery, point_uuid
+from .edge_purge import rebuild_shard, recover_rebuild
 
 _PAYLOAD_FIELDS = ["kind", "record_id", "time"]
 
@@ -57,27 +59,77 @@ def _scope_filter(scope: Scope) -> Filter:
     return Filter(must=[FieldCondition("scope_key", match=MatchValue(scope.key))])
 
 
+def _own(folder: Path) -> int | None:
+    """Hold an exclusive advisory lock on `folder` (flock on the folder itself: no file is added),
+    or refuse at once. Qdrant Edge's own WAL lock is taken only after opening has begun (and
+    is let go while `purge` swaps shards), so this is what keeps a second opener out entirely."""
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): Qdrant Edge's own lock still refuses a second owner
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        raise StoreInUseError(
+            f"{folder} is open in another process (or another open in this one); the embedded "
+            "index takes one process per data dir: use a Qdrant server via PERSONAGRAPH_QDRANT_URL "
+            "to share an index between processes"
+        ) from exc
+    return fd
+
+
 class EdgeIndex:
     """VectorIndex on one Qdrant Edge shard in `path`, shared by all scopes of this store."""
 
-    def __init__(self, path: str | Path, dim: int = 384) -> None:
+    def __init__(self, path: str | Path, dim: int = 384, *, owner_of: str | Path | None = None) -> None:
+        """`owner_of`: a folder (the data dir) this index holds exclusively while open, taken
+        before anything on disk is read or repaired, so a second opener changes nothing."""
         path = Path(path)
+        self.path, self.dim = path, dim
+        self._owner = _own(Path(owner_of)) if owner_of is not None else None
         try:
+            self._shard = self._open(path, dim)
+        except BaseException:
+            self._release()
+            raise
+
+    @classmethod
+    def _open(cls, path: Path, dim: int) -> EdgeShard:
+        try:
+            recover_rebuild(path)
             if (path / "edge_config.json").exists() or any(path.glob("segments*")):
-                self._shard = EdgeShard.load(str(path))
-            else:
-                path.mkdir(parents=True, exist_ok=True)
-                self._shard = EdgeShard.create(str(path), self._config(dim))
-                self._shard.update(UpdateOperation.create_field_index("scope_key", KeywordIndexParams(is_tenant=True)))
-                self._shard.update(UpdateOperation.create_field_index("kind", KeywordIndexParams()))
-                self._shard.update(UpdateOperation.create_field_index("status", KeywordIndexParams()))
+                return EdgeShard.load(str(path))
+            path.mkdir(parents=True, exist_ok=True)
+            return cls._create(path, dim)
         except Exception as exc:  # the engine raises a bare Exception on a held WAL lock
             if "WouldBlock" in str(exc) or "lock" in str(exc).lower():
-                raise ConfigurationError(
-                    f"the index at {path} is open in another process; Qdrant Edge allows one "
-                    "owner per shard (use a Qdrant server via PERSONAGRAPH_QDRANT_URL for several)"
+                raise StoreInUseError(
+                    f"the index at {path} is open in another process (or another open in this one); "
+                    "Qdrant Edge allows one owner per shard: use a Qdrant server via "
+                    "PERSONAGRAPH_QDRANT_URL to share an index between processes"
                 ) from exc
             raise
+
+    def _release(self) -> None:
+        if self._owner is not None:
+            os.close(self._owner)  # closing the descriptor drops the lock
+            self._owner = None
+
+    @classmethod
+    def _create(cls, path: Path, dim: int) -> EdgeShard:
+        shard = EdgeShard.create(str(path), cls._config(dim))
+        shard.update(UpdateOperation.create_field_index("scope_key", KeywordIndexParams(is_tenant=True)))
+        shard.update(UpdateOperation.create_field_index("kind", KeywordIndexParams()))
+        shard.update(UpdateOperation.create_field_index("status", KeywordIndexParams()))
+        return shard
+
+    def purge(self) -> None:
+        """Erase deleted points from the files (segments and write-ahead log), not only from
+        answers: see edge_purge.py. Costs a copy of the live points; forgetting a user calls it."""
+        self._shard = rebuild_shard(self.path, self._shard, lambda p: self._create(p, self.dim))
 
     @staticmethod
     def _config(dim: int) -> EdgeConfig:
@@ -146,4 +198,7 @@ class EdgeIndex:
         self._shard.flush()
 
     def close(self) -> None:
-        self._shard.close()
+        try:
+            self._shard.close()
+        finally:
+            self._release()

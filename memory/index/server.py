@@ -132,5 +132,9 @@ class QdrantServerIndex:
     def flush(self) -> None:
         """Writes are acknowledged with wait=True; nothing is buffered client-side."""
 
+    def purge(self) -> None:
+        """A Qdrant server vacuums deleted points and rotates its WAL itself (its optimizer
+        settings decide when); a client cannot force it, so this does nothing. See docs/privacy.md."""
+
     def close(self) -> None:
         self._client.close()
