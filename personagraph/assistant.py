@@ -59,8 +59,8 @@ from personagraph.tools.feedback import (
     to_langchain,
 )
 
-from .graph_checkpoints import forget_threads, user_threads
 from .factory import open_memory
+from .graph_checkpoints import forget_threads, user_threads
 from .settings import Settings
 
 

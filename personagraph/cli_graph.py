@@ -30,8 +30,8 @@ from personagraph.memory.errors import InvalidRecordError
 from personagraph.memory.redaction import redact_value
 
 from .cli import _state, app, console
-from .graph_checkpoints import checkpoints_path, thread_id
 from .cli_chat import assistant_session
+from .graph_checkpoints import checkpoints_path, thread_id
 
 graph_app = typer.Typer(help="Declarative graphs: validate, draw and run YAML/JSON graph specs.", no_args_is_help=True)
 app.add_typer(graph_app, name="graph")

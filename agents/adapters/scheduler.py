@@ -64,7 +64,7 @@ class RetrainScheduler:
             if time.monotonic() - self._failed_at.get(key, -math.inf) < self.retry_after_s:
                 return False
         try:
-            due, why = self.registry.retrain_due(scope, self.kind)
+            due, _ = self.registry.retrain_due(scope, self.kind)
         except Exception as exc:  # noqa: BLE001 - a user with no messages of their own is simply not due
             log.debug("retrain check for %s skipped: %s", scope.log_name, type(exc).__name__)
             return False
@@ -124,7 +124,7 @@ class RetrainScheduler:
                 self.stats.last[key] = outcome.record.reason
                 if self.on_trained is not None:
                     self.on_trained(scope, outcome)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the failure is counted and logged; the worker goes on
                 self.stats.errors += 1
                 self.stats.last[key] = f"failed: {exc}"
                 self._failed_at[key] = time.monotonic()

@@ -29,16 +29,16 @@ from typing import Any
 
 import yaml
 from langchain_core.messages import BaseMessage
-from pydantic import ValidationError
-
 from personagraph.agents.llm.chat_format import template_ids, to_chat
 from personagraph.agents.prompting import _CLOSE, _OPEN
-from personagraph.assistant import Assistant
-from personagraph.bridges import ChatService, Speaker
 from personagraph.memory import Embedder, Memory, MiniLMEmbedder, Scope
 from personagraph.memory.persona_store import PersonaStore
-from personagraph.settings import Settings
 from personagraph.tools import FeedbackRecorder, memory_tools
+from pydantic import ValidationError
+
+from personagraph.assistant import Assistant
+from personagraph.bridges import ChatService, Speaker
+from personagraph.settings import Settings
 
 from ..common import fresh_memory
 from .echo_model import EchoChatModel
@@ -79,9 +79,8 @@ class _Stack:
     @property
     def tokenizer(self) -> Any:
         if self._tokenizer is None:
-            from transformers import AutoTokenizer
-
             from personagraph.agents.llm.weights import model_dir
+            from transformers import AutoTokenizer
 
             self._tokenizer = AutoTokenizer.from_pretrained(model_dir(), local_files_only=True)
         return self._tokenizer

@@ -23,14 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from langgraph.checkpoint.sqlite import SqliteSaver
+from personagraph.graphs.spec import compile_spec, load_spec
+from personagraph.graphs.spec.runtime import SpecRuntime
+from personagraph.memory import Embedder, Memory, MiniLMEmbedder, Scope
+from personagraph.memory.persona_store import PersonaStore
 
 from personagraph.assistant import Assistant
 from personagraph.bridges import ChatService, Speaker
-from personagraph.graphs.spec import compile_spec, load_spec
-from personagraph.graphs.spec.runtime import SpecRuntime
 from personagraph.graph_checkpoints import checkpoints_path, thread_id
-from personagraph.memory import Embedder, Memory, MiniLMEmbedder, Scope
-from personagraph.memory.persona_store import PersonaStore
 from personagraph.settings import Settings
 
 from ..common import fresh_memory

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from personagraph.assistant import Assistant
 from personagraph.memory import Embedder, MiniLMEmbedder, Scope
 from personagraph.memory.persona_store import PersonaStore
 from personagraph.memory.redaction import Redactor
+
+from personagraph.assistant import Assistant
 from personagraph.settings import Settings
 
 from ..common import fresh_memory
@@ -76,7 +76,7 @@ def run(profile: Profile, workdir: Path, embedder: Embedder | None = None) -> Pa
 
     redacted_dir, control_dir = workdir / "redacted", workdir / "control"
     redacted = _feed(redacted_dir, embedder, Redactor(), corpus)
-    control = _feed(control_dir, embedder, Redactor(kinds=()), corpus)
+    _feed(control_dir, embedder, Redactor(kinds=()), corpus)  # the same traffic, nothing redacted
 
     stored = files_holding(redacted_dir, needles)
     control_stored = files_holding(control_dir, needles)
