@@ -60,7 +60,7 @@ from personagraph.tools.feedback import (
 )
 
 from .factory import open_memory
-from .graph_checkpoints import forget_threads, user_threads
+from .graph_checkpoints import forget_checkpoints
 from .settings import Settings
 
 
@@ -254,11 +254,7 @@ class Assistant:
         # A training under way fails to register (its events are gone) and deletes its own folder;
         # anything else left in the user's folder goes now.
         self.registry.remove_user_folder(scope)
-        threads = forget_threads(self.settings, scope)  # `graph run` checkpoints of this user
-        return receipt.model_copy(update={
-            "records_deleted": {**receipt.records_deleted, "checkpoint_threads": threads},
-            "residue": {**receipt.residue, "checkpoints": len(user_threads(self.settings, scope))},
-        })
+        return forget_checkpoints(self.settings, scope, receipt)
 
     # --- feedback and alignment (the objective level) ------------------------------------------
 

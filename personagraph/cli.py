@@ -55,6 +55,7 @@ from personagraph.memory import (
 from personagraph.memory.ingest import iter_batches, read_jsonl_messages, read_locomo
 
 from .factory import open_memory
+from .graph_checkpoints import forget_checkpoints
 from .settings import Settings
 
 BATCH_SIZE = 128
@@ -327,6 +328,9 @@ def forget(
         typer.confirm(f"Forget everything stored about {user!r}? This cannot be undone", abort=True)
     with _memory(settings) as memory:
         receipt = memory.forget_event(scope, event) if event else memory.forget_user(scope)
+    if event is None:  # outside the memory's stores: `graph run` checkpoints and the adapter folder
+        receipt = forget_checkpoints(settings, scope, receipt)
+        shutil.rmtree(settings.adapters_path / scope.tenant / scope.user_id, ignore_errors=True)
     target = f"message {escape(event)} of user" if event else "user"
     console.print(f"forgot {target} [bold]{escape(user)}[/] (tenant {escape(settings.tenant)})")
     console.print(_receipt_table(receipt))

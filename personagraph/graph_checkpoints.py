@@ -11,7 +11,7 @@ from pathlib import Path
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from personagraph.memory import Scope
+from personagraph.memory import ForgetReceipt, Scope
 
 from .settings import Settings
 
@@ -55,3 +55,12 @@ def forget_threads(settings: Settings, scope: Scope) -> int:
             saver.delete_thread(thread)
         saver.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return len(threads)
+
+
+def forget_checkpoints(settings: Settings, scope: Scope, receipt: ForgetReceipt) -> ForgetReceipt:
+    """Delete the user's `graph run` threads and add them, and what is left of them, to `receipt`."""
+    threads = forget_threads(settings, scope)
+    return receipt.model_copy(update={
+        "records_deleted": {**receipt.records_deleted, "checkpoint_threads": threads},
+        "residue": {**receipt.residue, "checkpoints": len(user_threads(settings, scope))},
+    })

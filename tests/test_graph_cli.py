@@ -136,3 +136,24 @@ def test_run_the_personal_assistant_with_the_local_model(data_dir: Path, embedde
     finally:
         memory.close()
     assert [t.role for t in turns] == ["user", "assistant"] and turns[0].text == "What is my cat called?"
+
+
+def test_a_runs_checkpoint_never_holds_a_secret_and_forget_deletes_the_users_threads(
+    data_dir: Path, tmp_path: Path, scripted: ScriptedChatModel,
+) -> None:
+    from personagraph.graph_checkpoints import user_threads
+
+    spec = tmp_path / "slack.yaml"
+    spec.write_text((EXAMPLES / "slack_helper.yaml").read_text().replace(
+        "short sentences.\n", "short sentences.\n      tools: [remember, forget, search_memory]\n",
+    ))
+    scripted.script = [{"text": "Alice's PIN is withheld"}]
+    _ok(data_dir, "graph", "run", str(spec), "--user", "alice", "--thread", "t", "--query", "Remember my PIN is 4821")
+    checkpoints = (data_dir / "graphs.sqlite").read_bytes()
+    assert b"[redacted password]" in checkpoints and b"4821" not in checkpoints
+    settings = Settings(data_dir=data_dir)
+    assert len(user_threads(settings, Scope(user_id="alice"))) == 1
+
+    out = _flat(_ok(data_dir, "forget", "alice", "--yes").stdout)
+    assert "checkpoint_threads 1" in out and "complete yes" in out
+    assert user_threads(settings, Scope(user_id="alice")) == []
