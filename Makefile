@@ -6,7 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DATA ?= ../shared/data
 
-.PHONY: install demo test test-slow bench clean
+PROFILE ?= fast
+
+.PHONY: install demo test test-slow reliability bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,6 +29,12 @@ test: install
 
 test-slow: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
+
+# The reliability and security suite (issue 8): fails when a figure promised to be zero is not.
+# `make reliability PROFILE=long` for the long profile.
+reliability: install
+	mkdir -p benchmarks/results
+	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.reliability --profile $(PROFILE) --out benchmarks/results/reliability_$(PROFILE).json
 
 bench: install
 	mkdir -p benchmarks/results

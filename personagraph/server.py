@@ -185,11 +185,14 @@ def _served_respond(assistant: Assistant) -> CompiledStateGraph:
     return serve_graph(assistant.graph, tenant=assistant.settings.tenant, name="respond")
 
 
-def serve_graph(inner: CompiledStateGraph, *, tenant: str, name: str | None = None) -> CompiledStateGraph:
+def serve_graph(
+    inner: CompiledStateGraph, *, tenant: str, name: str | None = None, fill_thread: bool = True,
+) -> CompiledStateGraph:
     """A per-request graph (compiled without a checkpointer) as a server runs it in a thread:
     `prepare` → the graph (a subgraph) → `finish`, over the same state. A run that names a user
     (`scope_from_run`) acts for that user only: an input naming another user or tenant is a
-    `ScopeConflictError`."""
+    `ScopeConflictError`. `fill_thread`: an input without `thread_id` gets the server thread's
+    (not for reflection, where no thread means every thread of the user)."""
     keys = set(inner.builder.channels)
 
     def prepare(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
@@ -205,7 +208,7 @@ def serve_graph(inner: CompiledStateGraph, *, tenant: str, name: str | None = No
                 if state.get(key) and state[key] != value:
                     raise ScopeConflictError(f"the input names {key} {state[key]!r} but the run acts for {value!r}")
         update = {key: value for key, value in defaults.items() if key in keys and not state.get(key)}
-        if "thread_id" in keys and not state.get("thread_id"):
+        if fill_thread and "thread_id" in keys and not state.get("thread_id"):
             update["thread_id"] = str((config.get("configurable") or {}).get("thread_id") or "default")
         return update
 
@@ -230,7 +233,8 @@ def serve_graph(inner: CompiledStateGraph, *, tenant: str, name: str | None = No
 
 
 def _reflection(assistant: Assistant) -> CompiledStateGraph:
-    return assistant.reflection.graph  # the graph the background executor runs (no checkpointer)
+    # The graph the background executor runs, acting for the authenticated user only.
+    return serve_graph(assistant.reflection.graph, tenant=assistant.settings.tenant, name="reflection", fill_thread=False)
 
 
 def _from_spec(assistant: Assistant) -> CompiledStateGraph:

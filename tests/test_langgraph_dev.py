@@ -153,6 +153,22 @@ def test_served_graph_acts_for_the_user_the_run_names(memory: Memory) -> None:
     assert not memory.events(Scope(tenant="acme", user_id="bob")) and not memory.events(Scope(user_id="bob"))
 
 
+def test_served_reflection_acts_for_the_authenticated_user_only(memory: Memory) -> None:
+    from personagraph.graphs.reflection import build_reflection_graph
+
+    for user in ("alice", "bob"):
+        memory.add_event(Scope(tenant="acme", user_id=user), {"speaker": user, "text": f"I live in {user.title()}ville.", "thread_id": "t"})
+    served = server.serve_graph(build_reflection_graph(memory, None), tenant="acme", name="reflection", fill_thread=False)
+    as_alice = {"configurable": {"langgraph_auth_user_id": "alice", "langgraph_auth_user": {"tenant": "acme"}}}
+
+    with pytest.raises(ScopeConflictError, match="user_id 'bob'"):
+        served.invoke({"user_id": "bob"}, as_alice)
+    assert not memory.facts(Scope(tenant="acme", user_id="bob"))  # bob's memory was not touched
+    report = served.invoke({}, as_alice)["report"]
+    assert report["status"] == "done" and report["facts_added"] >= 1
+    assert memory.facts(Scope(tenant="acme", user_id="alice"))
+
+
 def test_server_store_follows_store_user_at_and_names_one_user(memory: Memory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """PERSONAGRAPH_STORE_USER_AT=1 gives each user of LangMem's ("memories", user) their own
     scope; a search or listing that names no user is refused."""
