@@ -168,7 +168,7 @@ def run(profile: Profile, workdir: Path, embedder: Embedder | None = None) -> Pa
         "residue_files": sum(len(t["residue_files"]) for t in trials),
         "residue_in_process": sum(len(t["residue_in_process"]) for t in trials),
         "control_blind": 2 - len(control),  # the kept user's words and vector must still be found
-        "adapters_trained": int(profile.train_adapter and bool(trials)),
+        "adapters_deleted": sum(t["receipt"]["records_deleted"].get("adapter", 0) for t in trials),
     }
     return PartResult(
         part="deletion", figures=figures,
