@@ -10,9 +10,10 @@ without a record (an orphan) is never returned.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -54,6 +55,7 @@ from .search import Retriever, SearchResult
 from .timeline import TimelineCache
 
 R = TypeVar("R", bound=Record)
+T = TypeVar("T")
 
 
 class ForgetReceipt(BaseModel):
@@ -93,6 +95,17 @@ def _check_scope(scope: Scope) -> Scope:
     validate_label(scope.tenant, "tenant")  # a model_copy(update=...) skips the model's checks
     validate_label(scope.user_id, "user_id")
     return scope
+
+
+def _serialized(method: Callable[..., T]) -> Callable[..., T]:
+    """Run a read-check-write method whole under the write lock (re-entrant): what it read cannot
+    change before it writes, so two supersedes of one fact cannot both win, a fact's entity keeps
+    every source, and a forget cannot miss a write racing it."""
+    @functools.wraps(method)
+    def run(self: Memory, *args: Any, **kwargs: Any) -> T:
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return run
 
 
 class Memory:
@@ -220,6 +233,7 @@ class Memory:
     def add_event(self, scope: Scope, event: Event | dict[str, Any]) -> Event:
         return self.add_events(scope, [event])[0]
 
+    @_serialized
     def add_events(self, scope: Scope, events: Iterable[Event | dict[str, Any]]) -> list[Event]:
         """Add messages. A message already stored is left as it was (replays change nothing);
         an id already used for a different message is refused: events are never rewritten."""
@@ -243,6 +257,7 @@ class Memory:
             self._write(scope, put=[*new, *refresh])
         return [stored[e.id] for e in given]  # type: ignore[misc]
 
+    @_serialized
     def add_episode(self, scope: Scope, episode: Episode | dict[str, Any]) -> Episode:
         parsed = self._parse(Episode, episode)
         self._write(_check_scope(scope), put=[parsed])
@@ -271,6 +286,7 @@ class Memory:
         )
         return [*merged, relation]
 
+    @_serialized
     def add_fact(self, scope: Scope, fact: Fact | dict[str, Any]) -> Fact:
         """Add a fact; with subject, predicate and object it also becomes a graph edge."""
         parsed = self._parse(Fact, fact)
@@ -283,6 +299,7 @@ class Memory:
     def facts(self, scope: Scope, status: str | None = "active") -> list[Fact]:
         return self.records.list(_check_scope(scope), "fact", {"status": status} if status else None)  # type: ignore[return-value]
 
+    @_serialized
     def update_fact(self, scope: Scope, fact_id: str, **changes: Any) -> Fact:
         """Edit a fact in place (a correction, not a change in the world: use supersede for that)."""
         old = self.get_fact(scope, fact_id)
@@ -302,6 +319,7 @@ class Memory:
         relations = self.records.list(scope, "relation", {"fact_id": fact.id})
         return [closed, *(r.model_copy(update={"valid_to": r.valid_to or end}) for r in relations)]
 
+    @_serialized
     def supersede_fact(self, scope: Scope, old_id: str, new_fact: Fact | dict[str, Any]) -> Fact:
         """The world changed: close the old fact (and its edges) where the new one starts."""
         old = self.get_fact(scope, old_id)
@@ -317,12 +335,14 @@ class Memory:
         self._write(scope, put=[*closed, new, *self._fact_links(scope, new)])
         return new
 
+    @_serialized
     def retract_fact(self, scope: Scope, fact_id: str) -> Fact:
         """The fact was wrong: it stops matching searches, its edges close, its record stays."""
         closed = self._close_fact(scope, self.get_fact(scope, fact_id), "retracted", now())
         self._write(scope, put=closed)
         return closed[0]  # type: ignore[return-value]
 
+    @_serialized
     def upsert_entity(self, scope: Scope, entity: Entity | dict[str, Any]) -> Entity:
         """Create or update an entity; sources and aliases add to what is stored (provenance stays)."""
         parsed = self._parse(Entity, entity)
@@ -335,6 +355,7 @@ class Memory:
         self._write(scope, put=[parsed])
         return parsed
 
+    @_serialized
     def add_relation(self, scope: Scope, relation: Relation | dict[str, Any]) -> Relation:
         parsed = self._parse(Relation, relation)
         ends = self.records.get_many(_check_scope(scope), "entity", [parsed.subject_id, parsed.object_id])
@@ -344,6 +365,7 @@ class Memory:
         self._write(scope, put=[parsed])
         return parsed
 
+    @_serialized
     def apply(self, scope: Scope, changes: ChangeSet) -> list[Record]:
         """Write a whole change set as one logical operation: records, index, graph (and so the
         profile) land together or, after a crash, are finished by the journal replay."""
@@ -424,6 +446,7 @@ class Memory:
         ]
         return sorted(chosen, key=lambda a: (a.created_at, a.id), reverse=True)  # type: ignore[return-value]
 
+    @_serialized
     def register_adapter(self, scope: Scope, adapter: AdapterRecord | dict[str, Any]) -> AdapterRecord:
         """Record a trained adapter (registered or rejected); its events must be this user's."""
         record = self._parse(AdapterRecord, adapter)
@@ -433,6 +456,7 @@ class Memory:
         self._write(scope, put=[record])
         return record
 
+    @_serialized
     def delete_adapter(self, scope: Scope, adapter_id: str) -> AdapterRecord:
         """Delete one adapter: its record and its weights on disk."""
         record = self._require(scope, "adapter", adapter_id)
@@ -441,6 +465,7 @@ class Memory:
         return record  # type: ignore[return-value]
 
     # ================================================================== feedback
+    @_serialized
     def add_feedback(self, scope: Scope, feedback: Feedback | dict[str, Any]) -> Feedback:
         """Keep one piece of feedback; the exchange it names must be this user's."""
         record = self._parse(Feedback, feedback)
@@ -465,6 +490,7 @@ class Memory:
         found = self.records.list(_check_scope(scope), "feedback", {"feedback_kind": feedback_kind} if feedback_kind else None)
         return sorted(found, key=lambda f: (f.created_at, f.id))  # type: ignore[return-value]
 
+    @_serialized
     def delete_feedback(self, scope: Scope, feedback_id: str) -> list[str]:
         """Delete one piece of feedback and every adapter trained on it; returns what was deleted."""
         self._require(scope, "feedback", feedback_id)
@@ -600,6 +626,7 @@ class Memory:
             residue=residue,
         )
 
+    @_serialized
     def forget_user(self, scope: Scope) -> ForgetReceipt:
         """Delete everything of one user from every store and prove nothing is left."""
         _check_scope(scope)

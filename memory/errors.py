@@ -25,3 +25,9 @@ class IngestFormatError(PersonagraphError, ValueError):
 
 class ConfigurationError(PersonagraphError, ValueError):
     """Settings name a backend that cannot be used as configured."""
+
+
+class StoreInUseError(ConfigurationError):
+    """Another process (or another open in this one) holds this embedded data dir: SQLite + Qdrant
+    Edge take one process per data dir. Nothing was opened or changed; the message says how to
+    share memory between processes (Qdrant and PostgreSQL servers)."""

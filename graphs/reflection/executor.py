@@ -4,6 +4,8 @@
 schedules a reflection of the thread `after_seconds` later; a newer submit for the same thread
 replaces the pending run, which then covers both batches. Runs reflect whatever events of the
 thread are still unreflected, so replaying messages already reflected creates nothing.
+Runs hold the user's reflection lock (runner.user_lock), so an executor and a `reflect`
+command on the same Memory never reflect the same events twice.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from personagraph.memory.api import Memory
 from personagraph.memory.errors import InvalidRecordError
 from personagraph.memory.models import Event
 from personagraph.memory.scope import Scope
+
+from .runner import reflect_batch
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str, str]  # tenant, user, thread
@@ -122,13 +126,10 @@ class ReflectionExecutor:
         while (key := self._next_due()) is not None:
             tenant, user_id, thread_id = key
             try:
-                state = self.graph.invoke(
-                    {"tenant": tenant, "user_id": user_id, "thread_id": thread_id},
-                    {"configurable": {"thread_id": f"reflect/{tenant}/{user_id}/{thread_id}"}},
-                )
+                report = reflect_batch(self.memory, self.graph, Scope(tenant=tenant, user_id=user_id), thread_id)
                 with self._cond:
                     self.stats.runs += 1
-                    if report := state.get("report"):
+                    if report:
                         self.stats.reports = [*self.stats.reports, report][-self._keep:]
             except Exception:  # the events stay unreflected, so the next run retries them
                 log.exception("reflection of %s/%s thread %s failed", tenant, user_id, thread_id)

@@ -1,7 +1,15 @@
-"""Reflect a user's backlog: unreflected events, thread by thread, in batches of N messages."""
+"""Reflect a user's backlog: unreflected events, thread by thread, in batches of N messages.
+
+Reflection of one user is serialized per Memory (`user_lock`): two runs over the same events
+would each reflect them (twice the model calls, and the later run would reconcile against a
+half-written state). The graph's `load` re-reads what is still unreflected under the lock, so a
+batch another run already reflected ends there. Runs of different users stay concurrent.
+"""
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator
 from itertools import groupby
 from typing import Any
@@ -11,6 +19,26 @@ from personagraph.memory.api import Memory
 from personagraph.memory.errors import ConfigurationError
 from personagraph.memory.models import Event
 from personagraph.memory.scope import Scope
+
+_locks: weakref.WeakKeyDictionary[Memory, dict[str, threading.Lock]] = weakref.WeakKeyDictionary()
+_locks_guard = threading.Lock()
+
+
+def user_lock(memory: Memory, scope: Scope) -> threading.Lock:
+    """The lock every reflection run of `scope` on `memory` holds (the runner's and the executor's)."""
+    with _locks_guard:
+        return _locks.setdefault(memory, {}).setdefault(scope.key, threading.Lock())
+
+
+def reflect_batch(memory: Memory, graph: CompiledStateGraph, scope: Scope, thread_id: str, event_ids: list[str] | None = None) -> dict[str, Any]:
+    """One graph run for one thread of one user, under the user's reflection lock; its report
+    (empty when every event it names was reflected meanwhile)."""
+    with user_lock(memory, scope):
+        state = graph.invoke(
+            {"tenant": scope.tenant, "user_id": scope.user_id, "thread_id": thread_id, "event_ids": event_ids or []},
+            {"configurable": {"thread_id": f"reflect/{scope.key}/{thread_id}"}},
+        )
+    return state.get("report", {})
 
 
 def pending_batches(memory: Memory, scope: Scope, batch_size: int, thread_id: str | None = None) -> list[list[Event]]:
@@ -31,9 +59,6 @@ def iter_reflect(
 ) -> Iterator[tuple[list[Event], dict[str, Any]]]:
     """Run the graph on each pending batch, yielding the batch and the run's report."""
     for batch in pending_batches(memory, scope, batch_size, thread_id):
-        state = graph.invoke(
-            {"tenant": scope.tenant, "user_id": scope.user_id, "thread_id": batch[0].thread_id, "event_ids": [e.id for e in batch]},
-            {"configurable": {"thread_id": f"reflect/{scope.key}/{batch[0].thread_id}"}},
-        )
-        yield batch, state.get("report", {})
+        report = reflect_batch(memory, graph, scope, batch[0].thread_id, [e.id for e in batch])
+        yield batch, report or {"status": "reflected meanwhile", "events": 0}
 

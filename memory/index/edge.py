@@ -7,8 +7,12 @@ a shard; a second opener is refused with a clear error.
 
 from __future__ import annotations
 
+import functools
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from qdrant_edge import (
     CountRequest,
@@ -39,6 +43,7 @@ from .base import IndexHit, IndexPoint, IndexQuery, point_uuid
 from .edge_purge import rebuild_shard, recover_rebuild
 
 _PAYLOAD_FIELDS = ["kind", "record_id", "time"]
+T = TypeVar("T")
 
 
 def _filter(query: IndexQuery) -> Filter:
@@ -81,6 +86,16 @@ def _own(folder: Path) -> int | None:
     return fd
 
 
+def _locked(method: Callable[..., T]) -> Callable[..., T]:
+    """One call on the shard at a time: `purge` swaps the shard, and no search or write may run
+    on the one being closed (Qdrant Edge queries hold the GIL anyway: nothing is lost)."""
+    @functools.wraps(method)
+    def run(self: EdgeIndex, *args: Any, **kwargs: Any) -> T:
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return run
+
+
 class EdgeIndex:
     """VectorIndex on one Qdrant Edge shard in `path`, shared by all scopes of this store."""
 
@@ -89,6 +104,7 @@ class EdgeIndex:
         before anything on disk is read or repaired, so a second opener changes nothing."""
         path = Path(path)
         self.path, self.dim = path, dim
+        self._lock = threading.RLock()
         self._owner = _own(Path(owner_of)) if owner_of is not None else None
         try:
             self._shard = self._open(path, dim)
@@ -126,6 +142,7 @@ class EdgeIndex:
         shard.update(UpdateOperation.create_field_index("status", KeywordIndexParams()))
         return shard
 
+    @_locked
     def purge(self) -> None:
         """Erase deleted points from the files (segments and write-ahead log), not only from
         answers: see edge_purge.py. Costs a copy of the live points; forgetting a user calls it."""
@@ -138,6 +155,7 @@ class EdgeIndex:
             sparse_vectors={"bm25": EdgeSparseVectorParams(modifier=Modifier.Idf)},
         )
 
+    @_locked
     def upsert(self, points: list[IndexPoint]) -> None:
         if not points:
             return
@@ -150,13 +168,16 @@ class EdgeIndex:
             for p in points
         ]))
 
+    @_locked
     def delete(self, scope: Scope, keys: list[tuple[str, str]]) -> None:
         if keys:
             self._shard.update(UpdateOperation.delete_points([point_uuid(scope, k, r) for k, r in keys]))
 
+    @_locked
     def delete_scope(self, scope: Scope) -> None:
         self._shard.update(UpdateOperation.delete_points_by_filter(_scope_filter(scope)))
 
+    @_locked
     def _search(self, query: IndexQuery, nearest: Query, using: str) -> list[IndexHit]:
         sparse = using == "bm25"
         hits = self._shard.query(QueryRequest(
@@ -179,6 +200,7 @@ class EdgeIndex:
             return []
         return self._search(query, Query.Nearest(SparseVector(vector[0], vector[1]), using="bm25"), "bm25")
 
+    @_locked
     def keys(self, scope: Scope) -> set[tuple[str, str]]:
         found: set[tuple[str, str]] = set()
         offset = None
@@ -191,12 +213,15 @@ class EdgeIndex:
             if offset is None:
                 return found
 
+    @_locked
     def count(self, scope: Scope | None = None) -> int:
         return self._shard.count(CountRequest(exact=True, filter=_scope_filter(scope) if scope else None))
 
+    @_locked
     def flush(self) -> None:
         self._shard.flush()
 
+    @_locked
     def close(self) -> None:
         try:
             self._shard.close()
