@@ -307,8 +307,8 @@ class PersonaStore(BaseStore):
         while not self._stop_sweeper.wait(seconds):
             try:
                 self.sweep_ttl()
-            except Exception:  # noqa: BLE001  # a failed sweep is retried next time; the thread must not die of it
-                _log.exception("TTL sweep failed")
+            except Exception as exc:  # noqa: BLE001  # a failed sweep is retried next time; the thread must not die of it
+                _log.error("TTL sweep failed: %s", type(exc).__name__)
 
     def close(self) -> None:
         """Stop the TTL sweeper (the memory stays open: its owner closes it)."""

@@ -100,8 +100,8 @@ def _listen(service: ChatService, answers: Executor, app: App) -> App:
         except InvalidRecordError as exc:  # a message the service refuses (empty, too long): say why
             client.chat_postMessage(channel=channel, thread_ts=thread, text=f"Sorry, I can't answer that: {exc}")
             return
-        except Exception:  # noqa: BLE001 - a failed model or store: the person hears so, the log keeps the traceback
-            _log.exception("answering a Slack message failed")
+        except Exception as exc:  # noqa: BLE001 - a failed model or store: the person hears so
+            _log.error("answering a Slack message failed: %s", type(exc).__name__)  # no text: see docs/privacy.md
             client.chat_postMessage(channel=channel, thread_ts=thread, text="Sorry, something went wrong while answering.")
             return
         posted = client.chat_postMessage(channel=channel, thread_ts=thread, text=_escaped(reply.text))
@@ -147,8 +147,8 @@ def _listen(service: ChatService, answers: Executor, app: App) -> App:
                 text = _memory_action(service, person, words[0], client)
             except (PersonagraphError, SlackApiError) as exc:
                 text = f"Sorry, that failed: {exc}"
-            except Exception:  # noqa: BLE001 - the person hears it failed; the log keeps the traceback
-                _log.exception("/memory %s failed", words[0])
+            except Exception as exc:  # noqa: BLE001 - the person hears it failed
+                _log.error("/memory %s failed: %s", words[0], type(exc).__name__)
                 text = "Sorry, something went wrong; nothing was changed by this message."
             respond(text=text, response_type="ephemeral")
 
