@@ -43,7 +43,8 @@ def _aware(value: datetime) -> datetime:
 
 RecordId = Annotated[str, AfterValidator(_check_id)]
 Timestamp = Annotated[datetime, AfterValidator(_aware)]
-NonEmptyText = Annotated[str, Field(min_length=1, max_length=20_000)]
+MAX_TEXT_CHARS = 20_000  # one message, fact or summary
+NonEmptyText = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
 
 
 def now() -> datetime:

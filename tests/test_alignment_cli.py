@@ -53,7 +53,8 @@ def test_feedback_commands_grow_the_data_export_it_and_learn_instructions(tmp_pa
     assert "recorded thumbs" in out and "0 DPO pairs, 1 KTO rows" in out
     out = _ok(data, "feedback", "add", "ann", second, "--edit", "Boil water, steep 3 minutes.").stdout
     assert "1 DPO pairs, 1 KTO rows, 1 SFT examples" in out
-    assert "Prefers short, concise answers." in out and "Does not want emojis" in out  # an edit is enough
+    flat = " ".join(out.split())  # rich wraps the line wherever the two instructions' order puts the break
+    assert "Prefers short, concise answers." in flat and "Does not want emojis" in flat  # an edit is enough
     out = _ok(data, "feedback", "add", "ann", first, "--alt", "Walk.", "--alt", long, "--choose", "0").stdout
     assert "2 DPO pairs" in out
     listing = _ok(data, "feedback", "list", "ann").stdout

@@ -41,7 +41,7 @@ from personagraph.agents.prompting import (
 from personagraph.agents.query_need import classify_query
 from personagraph.memory.api import Memory
 from personagraph.memory.errors import ConfigurationError, InvalidRecordError
-from personagraph.memory.models import AdapterRecord, Event, now
+from personagraph.memory.models import MAX_TEXT_CHARS, AdapterRecord, Event, now
 from personagraph.memory.scope import Scope
 from personagraph.memory.search import RetrievedItem
 from typing_extensions import (
@@ -118,6 +118,8 @@ class RespondNodes:
         query = state.get("query", "")
         if not isinstance(query, str) or not query.strip():
             raise InvalidRecordError("query must be a non-empty string")
+        if len(query) > MAX_TEXT_CHARS:  # refused before the model runs: it could not be stored
+            raise InvalidRecordError(f"query is longer than {MAX_TEXT_CHARS} characters")
         query = self.memory.redactor.text(query)  # served graphs get raw input: the model never sees a secret
         need, why = classify_query(query)
         adapter = self.adapters.current(scope) if self.adapters and self.generator else None
@@ -242,7 +244,7 @@ class RespondNodes:
         ]
         request_id = Event.model_validate(turns[0]).id  # ids come from content: the reply can name its request
         turns.append(
-            {"speaker": "assistant", "role": "assistant", "text": state["answer"] or "(no answer)", "time": answered, "thread_id": thread,
+            {"speaker": "assistant", "role": "assistant", "text": _storable(state["answer"]), "time": answered, "thread_id": thread,
              "metadata": {"backend": state["plan"].backend, "adapter": state["plan"].adapter_id or "", "request": request_id,
                           "generator": state["plan"].generator, "used": ",".join(u.record_id for u in state["used"])[:1900]}},
         )
@@ -305,6 +307,17 @@ def _as_message(event: Event) -> BaseMessage:
     if event.role == "assistant":
         return AIMessage(event.text)
     return HumanMessage(event.text)
+
+
+def _storable(answer: str) -> str:
+    """The answer as an event can hold it: a runaway model's answer is kept cut, with a marker,
+    rather than lose the whole exchange (the caller still gets all of it)."""
+    if not answer:
+        return "(no answer)"
+    if len(answer) <= MAX_TEXT_CHARS:
+        return answer
+    marker = " [... the rest of this answer was not kept]"
+    return answer[:MAX_TEXT_CHARS - len(marker)] + marker
 
 
 def _scope(state: RespondState) -> Scope:
