@@ -41,6 +41,7 @@ from .models import (
     ReflectionRun,
     Relation,
     StoreItem,
+    check_text,
     entity_key,
     now,
     record_time,
@@ -573,9 +574,8 @@ class Memory:
                 raise InvalidRecordError(f"{name} must be an integer, got {type(value).__name__}")
         if as_of is not None and as_of.tzinfo is None:
             as_of = as_of.replace(tzinfo=UTC)  # naive times are UTC, as in the models
-        if not isinstance(query, str) or not query.strip():
-            raise InvalidRecordError("query must be a non-empty string")
-        if not 1 <= k <= 1000:
+        check_text(query, "query")
+        if k is None or not 1 <= k <= 1000:
             raise InvalidRecordError("k must be between 1 and 1000")
         if token_budget is not None and token_budget < 1:
             raise InvalidRecordError("token_budget must be positive")

@@ -41,6 +41,8 @@ def read_jsonl_messages(path: str | Path) -> list[Event]:
             raw = json.loads(line)
         except json.JSONDecodeError as exc:
             raise IngestFormatError(f"{path}:{line_no}: not JSON ({exc.msg})") from exc
+        except RecursionError:
+            raise IngestFormatError(f"{path}:{line_no}: nested too deeply to be a message") from None
         if not isinstance(raw, dict):
             raise IngestFormatError(f"{path}:{line_no}: expected an object, got {type(raw).__name__}")
         data = dict(raw)
@@ -95,6 +97,8 @@ def read_locomo(path: str | Path) -> list[LocomoSample]:
         raise IngestFormatError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
         raise IngestFormatError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from exc
+    except RecursionError:
+        raise IngestFormatError(f"{path}: nested too deeply to be a LoCoMo file") from None
     if not isinstance(data, list):
         raise IngestFormatError(f"{path}: a LoCoMo file is a list of samples")
     samples = []

@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from .errors import InvalidRecordError
+
 RecordKind = Literal["event", "episode", "fact", "entity", "relation", "reflection", "adapter", "feedback", "item"]
 RECORD_KINDS: tuple[RecordKind, ...] = (
     "event", "episode", "fact", "entity", "relation", "reflection", "adapter", "feedback", "item",
@@ -36,6 +38,32 @@ def _check_id(value: str) -> str:
     return value
 
 
+def is_record_id(value: object) -> bool:
+    """Could `value` name a record? (Anything else names none: a lookup finds nothing.)"""
+    return isinstance(value, str) and bool(_ID.fullmatch(value))
+
+
+def _unicode(value: str) -> str:
+    """Text must be valid Unicode: a lone surrogate cannot be stored, indexed or tokenized."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"text holds a lone surrogate at {exc.start} (not valid Unicode)") from None
+    return value
+
+
+def check_text(value: object, what: str, max_chars: int | None = None) -> str:
+    """`value` as text a person could have typed, or InvalidRecordError saying why not."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidRecordError(f"{what} must be a non-empty string")
+    if max_chars is not None and len(value) > max_chars:
+        raise InvalidRecordError(f"{what} is longer than {max_chars} characters")
+    try:
+        return _unicode(value)
+    except ValueError as exc:
+        raise InvalidRecordError(f"{what}: {exc}") from None
+
+
 def _aware(value: datetime) -> datetime:
     """Naive datetimes are taken as UTC so ordering and validity checks never mix the two."""
     return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -44,7 +72,7 @@ def _aware(value: datetime) -> datetime:
 RecordId = Annotated[str, AfterValidator(_check_id)]
 Timestamp = Annotated[datetime, AfterValidator(_aware)]
 MAX_TEXT_CHARS = 20_000  # one message, fact or summary
-NonEmptyText = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
+NonEmptyText = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS), AfterValidator(_unicode)]
 
 
 def now() -> datetime:
@@ -293,7 +321,7 @@ def _not_blank(value: str) -> str:
     return value
 
 
-ShortText = Annotated[str, Field(min_length=1, max_length=20_000), AfterValidator(_not_blank)]
+ShortText = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS), AfterValidator(_not_blank), AfterValidator(_unicode)]
 
 
 class PromptMessage(BaseModel):

@@ -121,10 +121,7 @@ class PersonaStore(BaseStore):
 
     def _search(self, op: SearchOp) -> list[SearchItem]:
         check_filter(op.filter)
-        for name in ("limit", "offset"):
-            value = getattr(op, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise InvalidRecordError(f"{name} must be a non-negative integer, got {value!r}")
+        _check_paging(op.limit, op.offset)
         prefix = tuple(op.namespace_prefix)
         scopes = [self.layout.scope_of(prefix)] if self.layout.pins_scope(prefix) else self._all_scopes("search", prefix)
         query = op.query.strip() if isinstance(op.query, str) else ""
@@ -193,6 +190,7 @@ class PersonaStore(BaseStore):
         return {c: ns for c, ns in spaces.items() if ns[: len(prefix)] == prefix}
 
     def _list_namespaces(self, op: ListNamespacesOp) -> list[tuple[str, ...]]:
+        _check_paging(op.limit, op.offset, max_depth=op.max_depth)
         pinned = next((c.path for c in op.match_conditions or () if c.match_type == "prefix" and self.layout.pins_scope(tuple(c.path))
                        and "*" not in c.path[: self.layout.scope_depth]), None)
         scopes = [self.layout.scope_of(tuple(pinned))] if pinned else self._all_scopes("list_namespaces", ())
@@ -360,3 +358,10 @@ def _as_item(record: StoreItem) -> Item:
 
 def _as_search_item(record: StoreItem, score: float | None = None) -> SearchItem:
     return SearchItem(tuple(record.namespace), record.key, record.value, record.created_at, record.updated_at, score)
+
+
+def _check_paging(limit: Any, offset: Any, **optional: Any) -> None:
+    """limit and offset (and max_depth, where given) are non-negative integers."""
+    for name, value in (("limit", limit), ("offset", offset), *((k, v) for k, v in optional.items() if v is not None)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidRecordError(f"{name} must be a non-negative integer, got {value!r}")

@@ -27,7 +27,7 @@ from langgraph.store.memory import InMemoryStore
 from langgraph.store.sqlite import SqliteStore
 
 from .errors import InvalidRecordError
-from .models import RECORD_KINDS, RECORD_TYPES, Record, RecordKind
+from .models import RECORD_KINDS, RECORD_TYPES, Record, RecordKind, is_record_id
 from .scope import Scope
 
 ROOT = "pg"
@@ -165,11 +165,14 @@ class RecordStore:
 
     # -- reads --------------------------------------------------------------------------
     def get(self, scope: Scope, kind: RecordKind, record_id: str) -> Record | None:
+        """The record, or None; an id no record could have (not a string, bad characters) finds none."""
+        if not is_record_id(record_id):
+            return None
         (item,) = self._batch([GetOp(namespace(scope, kind), record_id)])
         return _to_record(kind, item) if item else None
 
     def get_many(self, scope: Scope, kind: RecordKind, ids: Sequence[str]) -> dict[str, Record]:
-        items = self._batch([GetOp(namespace(scope, kind), rid) for rid in ids])
+        items = self._batch([GetOp(namespace(scope, kind), rid) for rid in ids if is_record_id(rid)])
         return {item.key: _to_record(kind, item) for item in items if item is not None}
 
     def list(self, scope: Scope, kind: RecordKind, filter: dict[str, Any] | None = None) -> list[Record]:

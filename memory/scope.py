@@ -71,8 +71,10 @@ class Scope(BaseModel):
         Raw ids are never used as labels: they may hold characters a label forbids, and a
         readable prefix plus a hash keeps labels short and collision-free.
         """
-        if not ids or any(not isinstance(i, str) or not i for i in ids):
-            raise InvalidScopeError("platform ids must be non-empty strings")
+        if not ids or any(not isinstance(i, str) or not i for i in (platform, *ids)):
+            raise InvalidScopeError("a platform and its ids are non-empty strings")
+        if any(not i.isascii() and not _encodable(i) for i in (platform, *ids)):
+            raise InvalidScopeError("platform ids must be valid Unicode (no lone surrogates)")
         digest = hashlib.sha256("\x1f".join((platform, *ids)).encode()).hexdigest()[:24]
         prefix = re.sub(r"[^A-Za-z0-9]", "", platform)[:16] or "p"
         return cls(tenant=tenant, user_id=f"{prefix}-{digest}")
@@ -86,3 +88,11 @@ def label_for(raw: str) -> str:
         return validate_label(raw)
     except InvalidScopeError:
         return Scope.for_platform("id", raw).user_id
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

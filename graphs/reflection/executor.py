@@ -131,7 +131,7 @@ class ReflectionExecutor:
                     self.stats.runs += 1
                     if report:
                         self.stats.reports = [*self.stats.reports, report][-self._keep:]
-            except Exception as exc:  # the events stay unreflected, so the next run retries them
+            except Exception as exc:  # noqa: BLE001 - the events stay unreflected, so the next run retries them
                 # The user by a hash and the error by its type: a log must hold nothing a forget cannot reach.
                 log.error("reflection of %s failed: %s", Scope(tenant=tenant, user_id=user_id).log_name, type(exc).__name__)
                 with self._cond:

@@ -41,9 +41,16 @@ from personagraph.agents.prompting import (
 from personagraph.agents.query_need import classify_query
 from personagraph.memory.api import Memory
 from personagraph.memory.errors import ConfigurationError, InvalidRecordError
-from personagraph.memory.models import MAX_TEXT_CHARS, AdapterRecord, Event, now
+from personagraph.memory.models import (
+    MAX_TEXT_CHARS,
+    AdapterRecord,
+    Event,
+    check_text,
+    now,
+)
 from personagraph.memory.scope import Scope
 from personagraph.memory.search import RetrievedItem
+from pydantic import ValidationError
 from typing_extensions import (
     TypedDict,  # pydantic (LangGraph Server's input schemas) needs this one on Python < 3.12
 )
@@ -116,10 +123,7 @@ class RespondNodes:
         started = time.perf_counter()
         scope = _scope(state)
         query = state.get("query", "")
-        if not isinstance(query, str) or not query.strip():
-            raise InvalidRecordError("query must be a non-empty string")
-        if len(query) > MAX_TEXT_CHARS:  # refused before the model runs: it could not be stored
-            raise InvalidRecordError(f"query is longer than {MAX_TEXT_CHARS} characters")
+        check_text(query, "query", MAX_TEXT_CHARS)  # refused before the model runs: it could not be stored
         query = self.memory.redactor.text(query)  # served graphs get raw input: the model never sees a secret
         need, why = classify_query(query)
         adapter = self.adapters.current(scope) if self.adapters and self.generator else None
@@ -242,7 +246,10 @@ class RespondNodes:
         turns = [
             {"speaker": speaker, "role": "user", "text": state["query"], "time": asked, "thread_id": thread},
         ]
-        request_id = Event.model_validate(turns[0]).id  # ids come from content: the reply can name its request
+        try:
+            request_id = Event.model_validate(turns[0]).id  # ids come from content: the reply can name its request
+        except ValidationError as exc:
+            raise InvalidRecordError(f"the request cannot be stored: {exc.errors()[0]['msg']}") from None
         turns.append(
             {"speaker": "assistant", "role": "assistant", "text": _storable(state["answer"]), "time": answered, "thread_id": thread,
              "metadata": {"backend": state["plan"].backend, "adapter": state["plan"].adapter_id or "", "request": request_id,

@@ -38,11 +38,22 @@ class SourceMap:
         return SpecIssue(self.file, self.line(path), tuple(path), message)
 
 
+MAX_VALUES = 100_000  # a spec is dozens of values: more means aliases multiplying (a "billion laughs")
+
+
 def parse_source(text: str, name: str, *, is_json: bool = False) -> tuple[Any, SourceMap]:
-    if is_json:
-        return _parse_json(text, name)
+    try:
+        return _parse_json(text, name) if is_json else _parse_yaml(text, name)
+    except RecursionError:  # the parsers recurse per level of nesting
+        raise SpecError([SpecIssue(name, None, (), "nested too deeply to be a graph spec")]) from None
+
+
+def _parse_yaml(text: str, name: str) -> tuple[Any, SourceMap]:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow: it has a position, not a mark
+        line = text[:exc.position].count("\n") + 1
+        raise SpecError([SpecIssue(name, line, (), f"invalid YAML: {exc.reason} (character {exc.character!r})")]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = " ".join(str(part) for part in (exc.context, exc.problem) if part)
@@ -50,7 +61,7 @@ def parse_source(text: str, name: str, *, is_json: bool = False) -> tuple[Any, S
     except yaml.YAMLError as exc:
         raise SpecError([SpecIssue(name, None, (), f"invalid YAML: {exc}")]) from None
     lines: dict[FieldPath, int] = {}
-    data = _to_data(node, (), lines, name)
+    data = _to_data(node, (), lines, name, _Budget(name))
     return data, SourceMap(name, lines)
 
 
@@ -65,7 +76,7 @@ def _parse_json(text: str, name: str) -> tuple[Any, SourceMap]:
         json.loads(text, object_pairs_hook=lambda pairs: _unique_keys(pairs, name))
         return data, SourceMap(name)
     lines: dict[FieldPath, int] = {}
-    _to_data(node, (), lines, name)  # also finds duplicate keys
+    _to_data(node, (), lines, name, _Budget(name))  # also finds duplicate keys
     return data, SourceMap(name, lines)
 
 
@@ -79,12 +90,28 @@ def _unique_keys(pairs: list[tuple[str, Any]], name: str) -> dict[str, Any]:
     return out
 
 
+@dataclass
+class _Budget:
+    """Counts the values a document expands to, and stops it at MAX_VALUES."""
+
+    name: str
+    used: int = 0
+
+    def spend(self, node: yaml.Node) -> None:
+        self.used += 1
+        if self.used > MAX_VALUES:
+            raise SpecError([SpecIssue(self.name, node.start_mark.line + 1, (),
+                                       f"the spec expands to over {MAX_VALUES} values (aliases repeating aliases?)")])
+
+
 def _to_data(
-    node: yaml.Node | None, path: FieldPath, lines: dict[FieldPath, int], name: str, within: frozenset[int] = frozenset(),
+    node: yaml.Node | None, path: FieldPath, lines: dict[FieldPath, int], name: str, budget: _Budget,
+    within: frozenset[int] = frozenset(),
 ) -> Any:
     """The plain data of `node`, recording lines; `within` holds the ids of the nodes it is inside."""
     if node is None:  # an empty document
         return None
+    budget.spend(node)
     if id(node) in within:
         raise SpecError([SpecIssue(name, node.start_mark.line + 1, path, "a recursive alias: the anchored value contains itself")])
     within |= {id(node)}
@@ -99,10 +126,10 @@ def _to_data(
             if key in out:
                 raise SpecError([SpecIssue(name, key_node.start_mark.line + 1, (*path, key), f"duplicate key {key!r}")])
             lines[(*path, key)] = key_node.start_mark.line + 1
-            out[key] = _to_data(value_node, (*path, key), lines, name, within)
+            out[key] = _to_data(value_node, (*path, key), lines, name, budget, within)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_to_data(item, (*path, n), lines, name, within) for n, item in enumerate(node.value)]
+        return [_to_data(item, (*path, n), lines, name, budget, within) for n, item in enumerate(node.value)]
     return _scalar(node, path, name)
 
 

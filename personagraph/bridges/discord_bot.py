@@ -77,7 +77,7 @@ class DiscordBridgeBot(commands.Bot):
         except PersonagraphError as exc:
             await message.reply(f"I could not take that message: {exc}")
             return
-        except Exception as exc:  # the model or a store failed: say so rather than leave the person waiting
+        except Exception as exc:  # noqa: BLE001 - the model or a store failed: say so rather than leave the person waiting
             log.error("answering a message failed: %s", type(exc).__name__)  # no ids or text: see docs/privacy.md
             await message.reply("Sorry, something went wrong while answering; please try again later.")
             return

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from personagraph.assistant import Assistant
 from personagraph.memory import ForgetReceipt, Scope
 from personagraph.memory.errors import InvalidRecordError
-from personagraph.memory.models import Feedback
+from personagraph.memory.models import Feedback, check_text
 
 MAX_MESSAGE_CHARS = 4000  # longer messages are refused, not cut: nothing is silently lost
 
@@ -74,6 +74,7 @@ class ChatService:
             raise InvalidRecordError("the message is empty")
         if len(text) > MAX_MESSAGE_CHARS:
             raise InvalidRecordError(f"the message is longer than {MAX_MESSAGE_CHARS} characters")
+        check_text(text, "the message")  # valid Unicode: it is stored, indexed and tokenized
         scope = self.scope(speaker)
         with self._person(scope):  # a forget waits for an answer under way, so nothing is stored after it
             reply = self.assistant.respond(

@@ -28,13 +28,13 @@ from typing import Any, Generic, TypeVar
 from wsgiref.simple_server import WSGIServer, make_server
 
 from slack_bolt import App, BoltContext
-from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from personagraph.memory.errors import InvalidRecordError, PersonagraphError
 
 from .service import ChatService, Speaker, receipt_text
+from .slack_http import CheckedRequestHandler
 
 PLATFORM = "slack"
 EVENTS_PATH = "/slack/events"
@@ -86,6 +86,8 @@ def _listen(service: ChatService, answers: Executor, app: App) -> App:
         person = _person(context)
         if person is None or event.get("bot_id") or not first_delivery(body):
             return  # an unidentifiable actor, a bot (ourselves included) or a redelivered event
+        if not isinstance(event.get("channel"), str) or not isinstance(event.get("ts"), str):
+            return  # nowhere to answer: not a message Slack sends
         answers.submit(answer_now, person, event, context.bot_user_id, client)
 
     def answer_now(person: tuple[str, str], event: dict[str, Any], bot_user_id: str | None, client: WebClient) -> None:
@@ -254,5 +256,6 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
 
 def http_server(app: App, host: str = "127.0.0.1", port: int = 3000) -> WSGIServer:
     """A threaded HTTP server for the Events API at `/slack/events` (through Bolt's WSGI
-    adapter, which keeps signature checks and acks); `serve_forever` runs it."""
-    return make_server(host, port, SlackRequestHandler(app, path=EVENTS_PATH), server_class=_ThreadingWSGIServer)
+    adapter, which keeps signature checks and acks, behind `checked_dispatch`, which answers
+    malformed requests with a 4xx); `serve_forever` runs it."""
+    return make_server(host, port, CheckedRequestHandler(app, path=EVENTS_PATH), server_class=_ThreadingWSGIServer)
