@@ -45,7 +45,7 @@ def seeded(memory: Memory, alice: Scope, bob: Scope) -> dict[str, str]:
     memory.supersede_fact(alice, lives.id, braga)
     ana = add_triple(memory, alice, "Alice's sister is Ana", ("alice", "sister", "Ana"), [sister.id], fact_kind="relationship")
     add_triple(memory, alice, "Ana works in Lisbon", ("Ana", "works_in", "Lisbon"), [sister.id])
-    secret = add_said(memory, bob, "My PIN is 8675309 and I live in Zanzibar", T0)
+    secret = add_said(memory, bob, "My locker number is 8675309 and I live in Zanzibar", T0)
     bobs = add_triple(memory, bob, "Bob lives in Zanzibar", ("bob", "lives_in", "Zanzibar"), [secret.id], valid_from=T0)
     return {"porto": porto.id, "sister": sister.id, "moved": moved.id, "lives": lives.id, "braga": braga.id,
             "ana": ana.id, "bob_event": secret.id, "bob_fact": bobs.id}
@@ -98,7 +98,7 @@ def test_a_run_without_a_user_is_a_typed_error_not_a_default_user(tools: dict[st
 def test_arguments_that_name_a_user_are_refused(tools: dict[str, BaseTool], seeded: dict[str, str]) -> None:
     for extra in ({"user_id": "bob"}, {"tenant": "other"}, {"scope": {"user_id": "bob"}}, {"namespace": ["pg", "default", "bob"]}):
         with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
-            run(tools, "search_memory", {"query": "PIN", **extra})
+            run(tools, "search_memory", {"query": "locker number", **extra})
         with pytest.raises(ValidationError):
             run(tools, "explain", {"memory_id": seeded["bob_fact"], **extra})
 
@@ -123,9 +123,9 @@ def test_search_as_of_a_date_sees_what_was_true_then(tools: dict[str, BaseTool],
 
 
 def test_search_never_reaches_another_user(tools: dict[str, BaseTool], seeded: dict[str, str]) -> None:
-    out = run(tools, "search_memory", {"query": "bob PIN 8675309 Zanzibar", "k": 50})
+    out = run(tools, "search_memory", {"query": "bob locker number 8675309 Zanzibar", "k": 50})
     assert "8675309" not in out.content and "Zanzibar" not in out.content
-    assert "8675309" in run(tools, "search_memory", {"query": "PIN"}, user="bob").content
+    assert "8675309" in run(tools, "search_memory", {"query": "locker number"}, user="bob").content
 
 
 # --------------------------------------------------------------------------------- remember
