@@ -52,6 +52,7 @@ bench: install
 	$(BIN)/python -m benchmarks.generated_preferences --train-seconds 60 --out benchmarks/results/generated_preferences.json
 	$(BIN)/python -m benchmarks.store --data $(DATA)/locomo/locomo_dev.json --out benchmarks/results/store.json
 	$(BIN)/python -m benchmarks.slack_latency --out benchmarks/results/slack_latency.json
+	$(BIN)/python -m benchmarks.reliability --profile fast --out benchmarks/results/reliability_fast.json
 
 clean:
 	rm -rf $(VENV) .personagraph-demo
