@@ -184,7 +184,8 @@ class Memory:
         """Validate a caller's record and strip its secrets, so what is returned is what is kept."""
         return redact_record(_coerce(model, value), self.redactor)  # type: ignore[return-value]
 
-    def _write(self, scope: Scope, put: Sequence[Record] = (), delete: Sequence[tuple[RecordKind, str]] = ()) -> None:
+    def _write(self, scope: Scope, put: Sequence[Record] = (), delete: Sequence[tuple[RecordKind, str]] = ()) -> list[Record]:
+        """Write as one logical operation; returns the records as kept (redacted)."""
         put = [redact_record(r, self.redactor) for r in put]  # every path, change sets and store items too
         try:
             with self._lock:
@@ -193,6 +194,7 @@ class Memory:
             self.graphs.drop(scope)  # caches may hold what never landed: rebuild from records
             self.timelines.drop(scope)
             raise
+        return put
 
     def _write_through(self, scope: Scope, put: Sequence[Record], delete: Sequence[tuple[RecordKind, str]]) -> None:
         points = self._points(scope, put)
@@ -412,8 +414,7 @@ class Memory:
         queue([*changes.episodes, *changes.extra])
         if any(kind != "reflection" for kind, _ in changes.delete):
             raise InvalidRecordError("a change set deletes reflection records only; forget events to delete memories")
-        self._write(scope, put=list(put.values()), delete=[k for k in changes.delete if k not in put])
-        return list(put.values())
+        return self._write(scope, put=list(put.values()), delete=[k for k in changes.delete if k not in put])
 
     def similar_facts(self, scope: Scope, texts: Sequence[str], k: int = 5) -> list[list[tuple[Fact, float]]]:
         """For each text, the k most similar active facts with their cosine similarity."""

@@ -1,15 +1,20 @@
 """Redaction of whole records: which fields of each kind hold free text a person typed.
 
-Ids, times and links are left alone (an event's id was derived from its text before redaction,
-as a hash, so a replay of the same message still finds it). An event that lost a secret says
-which kinds in `metadata["redacted"]`, so the owner can see that something was withheld.
+Times and links are left alone. An id derived from the text (an event's, an entity's) is derived
+again from the redacted text: a hash of the raw text would let anyone holding the store try every
+PIN against it. Redaction is deterministic, so a replay of the same message still finds it. An
+event that lost a secret says which kinds in `metadata["redacted"]`, so its owner can see that
+something was withheld. The result is validated again: a marker may not push a field past its limit.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .models import Entity, Event, Feedback, PromptMessage, Record
+from pydantic import ValidationError
+
+from .errors import InvalidRecordError
+from .models import Entity, Event, Feedback, PromptMessage, Record, entity_key
 from .redaction import Redactor, redact_value
 
 _TEXT_FIELDS: dict[str, tuple[str, ...]] = {
@@ -59,4 +64,21 @@ def redact_record(record: Record, redactor: Redactor) -> Record:
             metadata["redacted"] = ",".join(sorted(set(previous) | set(found)))
         if metadata != record.metadata:
             changes["metadata"] = metadata
-    return record.model_copy(update=changes) if changes else record
+    if not changes:
+        return record
+    data = {**record.model_dump(), **changes}
+    if _id_from_content(record):
+        del data["id"]  # derived again, from the redacted text
+    try:
+        return type(record).model_validate(data)
+    except ValidationError as exc:
+        raise InvalidRecordError(f"{record.kind} {record.id!r} cannot be kept once redacted: {exc.errors()[0]['msg']}") from None
+
+
+def _id_from_content(record: Record) -> bool:
+    """Was the record's id derived from its (raw) text, rather than given by the caller?"""
+    if isinstance(record, Event):
+        return Event.model_validate(record.model_dump(exclude={"id"})).id == record.id
+    if isinstance(record, Entity):
+        return entity_key(record.name) == record.id
+    return False

@@ -62,7 +62,7 @@ _KEY_SHAPES = re.compile(
 )
 _BEARER = re.compile(r"(?i)\bbearer\s+(?P<value>[A-Za-z0-9_\-.=+/]{16,})")
 _PEM = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)", re.DOTALL)
-_CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d])")
+_CARD = re.compile(r"(?<![\w-])(?:\d[ -]?){12,18}\d(?!\w)")  # never inside an id or a word
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b")
 _ACCOUNT = re.compile(
     rf"(?i)\b(?:account|acct|a/c|routing|sort code|iban|ssn|social security)(?: number| no\.?| #|#)?(?:{_SAID}|\s+)"
@@ -183,7 +183,7 @@ def redact_value(redactor: Redactor, value: Any) -> Any:
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
-            named = isinstance(key, str) and isinstance(item, str | int) and bool(_SECRET_KEY.match(key)) and item != ""
+            named = isinstance(key, str) and isinstance(item, str) and bool(_SECRET_KEY.match(key)) and item != ""
             out[key] = _named_secret(key) if named and redactor.enabled else redact_value(redactor, item)
         return out
     return value

@@ -46,6 +46,7 @@ from personagraph.graphs.respond.graph import (
 from personagraph.memory import ForgetReceipt, Memory, Scope
 from personagraph.memory.errors import ConfigurationError, InvalidRecordError
 from personagraph.memory.models import (
+    MAX_TEXT_CHARS,
     AdapterKind,
     AdapterRecord,
     Fact,
@@ -177,7 +178,9 @@ class Assistant:
         local_only: bool, latency_budget_ms: int | None,
     ) -> dict[str, Any]:
         scope = self.scope(user)
-        redact = self.memory.redactor.text
+        def redact(text: str) -> str:  # an over-long request is refused by the graph, unread
+            return self.memory.redactor.text(text) if len(text) <= MAX_TEXT_CHARS else text
+
         return {  # redacted before the graph runs, so no checkpoint of its state holds a secret
             "tenant": scope.tenant, "user_id": scope.user_id, "thread_id": thread_id,
             "query": redact(query) if isinstance(query, str) else query,

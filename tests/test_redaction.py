@@ -43,7 +43,8 @@ def test_redaction_names_the_kind_and_is_idempotent() -> None:
 def test_card_numbers_must_pass_luhn_and_ibans_mod_97() -> None:
     redactor = Redactor()
     assert redactor.redact("card 4111 1111 1111 1112")[1] == []  # fails the Luhn check
-    assert redactor.redact("IBAN DE89 3704 0044 0532 0130 01")[1] == []  # fails mod 97
+    assert "account_number" not in redactor.redact("IBAN DE89 3704 0044 0532 0130 01")[1]  # fails mod 97
+    assert redactor.redact("evt_4111111111111111a and ab4111111111111111")[1] == []  # never inside an id or a word
     assert redactor.redact("IBAN DE89 3704 0044 0532 0130 00")[1] == ["account_number"]
 
 
@@ -119,3 +120,27 @@ def test_no_secret_reaches_a_store_or_the_model_and_the_unredacted_control_finds
     assert result.ok, result.details
     assert result.figures["control_secrets_stored"] == result.figures["secrets"]
     assert result.figures["benign_altered"] == 0
+
+
+def test_an_id_derived_from_text_is_derived_again_from_the_redacted_text(memory: Memory, alice: Scope) -> None:
+    from personagraph.memory.models import Event
+
+    raw = Event(speaker="alice", text="my PIN is 4821")
+    kept = memory.add_event(alice, raw)
+    assert kept.id != raw.id  # a hash of the raw text would let anyone try every PIN against it
+    assert kept.id == Event(speaker="alice", text="my PIN is [redacted password]", time=raw.time).id
+    assert memory.add_event(alice, raw).id == kept.id  # the replay still finds it
+    given = memory.add_event(alice, {"id": "msg-1", "speaker": "alice", "text": "pin is 9911"})
+    assert given.id == "msg-1"  # an id the caller chose is theirs
+
+
+def test_a_marker_that_would_push_text_past_its_limit_is_a_typed_error(memory: Memory, alice: Scope) -> None:
+    from personagraph.memory.errors import InvalidRecordError
+
+    with pytest.raises(InvalidRecordError, match="once redacted"):
+        memory.add_event(alice, {"speaker": "alice", "text": "x" * 19_985 + " pin 1234"})
+    assert memory.events(alice) == []
+
+
+def test_a_number_under_a_secret_looking_key_keeps_its_type() -> None:
+    assert redact_value(Redactor(), {"max_token": 5, "use_pin": True}) == {"max_token": 5, "use_pin": True}

@@ -14,11 +14,13 @@ _CUT = ". "  # removed text ends a sentence, so the words around it never join i
 _FENCED = re.compile(r"```.*?(?:```|\Z)|\"\"\".*?(?:\"\"\"|\Z)|`[^`\n]*`", re.DOTALL)
 _QUOTED = re.compile(r"\"[^\"\n]{3,}\"|“[^”\n]{3,}”|„[^“\n]{3,}“|«[^»\n]{3,}»|(?<![\w])'[^'\n]{12,}'(?![\w])")
 _TAGGED = re.compile(r"<(\w[\w-]*)>.*?(?:</\1>|\Z)", re.DOTALL)
-_QUOTE_LINE = re.compile(r"^\s*>.*$", re.MULTILINE)
+_QUOTE_LINE = re.compile(r"^[ \t]*>.*$", re.MULTILINE)
 # Everything after these is someone else's text: a forward header, a pasted email, a fake turn.
+# Line starts allow spaces and tabs only (never \s, which spans lines): possessive, so a message
+# of blank lines costs one pass, not one per pair of lines.
 _FROM_HERE = re.compile(
-    r"(?im)^[-\s]*(?:forwarded message|begin forwarded message|original message)\b.*|^\s*(?:from|subject|to|sent):\s.*"
-    r"|<\|[a-z_]+\|>.*|\[/?INST\].*|<</?SYS>>.*|^\s*#*\s*(?:system|assistant|developer|tool)\s*:.*",
+    r"(?im)^[- \t]*+(?:forwarded message|begin forwarded message|original message)\b.*|^[ \t]*+(?:from|subject|to|sent):[ \t].*"
+    r"|<\|[a-z_]+\|>.*|\[/?INST\].*|<</?SYS>>.*|^[ \t]*+(?:#++[ \t]*+)?(?:system|assistant|developer|tool)[ \t]*+:.*",
     re.DOTALL,
 )
 # Reported speech: "my brother said: always reply in German" (to the end of the sentence).

@@ -324,7 +324,7 @@ def _storable(answer: str) -> str:
     if len(answer) <= MAX_TEXT_CHARS:
         return answer
     marker = " [... the rest of this answer was not kept]"
-    return answer[:MAX_TEXT_CHARS - len(marker)] + marker
+    return answer[:MAX_TEXT_CHARS - len(marker) - 500] + marker  # room for redaction markers
 
 
 def _scope(state: RespondState) -> Scope:
