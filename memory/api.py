@@ -46,7 +46,7 @@ from .models import (
     now,
     record_time,
 )
-from .profile import derive_profile
+from .profile import derive_profile, profile_owners
 from .records import RecordStore
 from .redact_records import redact_record
 from .redaction import Redactor
@@ -551,8 +551,7 @@ class Memory:
         """The profile from the facts about the user: their own messages' speakers are who they are."""
         facts = self.facts(scope)
         sources = self.records.get_many(scope, "event", sorted({s for f in facts for s in f.sources}))
-        owners = {scope.user_id.lower()} | {e.speaker.lower() for e in sources.values() if e.role == "user"}  # type: ignore[attr-defined]
-        return derive_profile(facts, owners)
+        return derive_profile(facts, profile_owners(scope.user_id, sources.values()))  # type: ignore[arg-type]
 
     # ================================================================== search
     def search(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .models import Fact, Profile, ProfileValue
+from .models import Event, Fact, Profile, ProfileValue
 
 _SINGLE_FIELDS = {
     "name": {"name", "is_named", "called"},
@@ -39,6 +39,16 @@ def about_owner(fact: Fact, owners: set[str] | None) -> bool:
         return True
     subject = fact.subject.strip().lower()
     return subject in owners or subject in _OWNER_WORDS
+
+
+def profile_owners(user_id: str, sources: Iterable[Event]) -> set[str]:
+    """The names the user goes by (lower case): their id, and the speakers of their own messages
+    among the facts' sources (every non-assistant speaker when none is marked as the user's, as
+    in imported logs, where everyone's role is "other")."""
+    events = list(sources)
+    own = {e.speaker.lower() for e in events if e.role == "user"} or {
+        e.speaker.lower() for e in events if e.role not in ("assistant", "system")}
+    return {user_id.lower(), *own}
 
 
 def derive_profile(facts: Iterable[Fact], owners: set[str] | None = None) -> Profile:

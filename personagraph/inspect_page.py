@@ -28,7 +28,7 @@ from personagraph.memory import (
     Scope,
 )
 from personagraph.memory.models import now
-from personagraph.memory.profile import derive_profile
+from personagraph.memory.profile import derive_profile, profile_owners
 
 from .inspect_graph import graph_svg
 
@@ -57,7 +57,8 @@ def take_snapshot(memory: Memory, scope: Scope) -> Snapshot:
         scope=scope,
         entities=sorted(memory.records.list(scope, "entity"), key=lambda e: e.name.lower()),  # type: ignore[attr-defined]
         relations=sorted(memory.records.list(scope, "relation"), key=lambda r: r.id),  # type: ignore[arg-type]
-        facts=facts, episodes=episodes, events=events, profile=derive_profile(facts), taken_at=now(),
+        facts=facts, episodes=episodes, events=events, taken_at=now(),
+        profile=derive_profile([f for f in facts if f.status == "active"], profile_owners(scope.user_id, events.values())),
     )
 
 

@@ -832,3 +832,17 @@ async def test_async_facts_profile_forget_and_export(memory: Memory, alice: Scop
     assert receipt.complete and receipt.records_deleted["fact"] == 1
     assert (await memory.aexport(alice))["records"]["event"] == []
     assert (await memory.aforget_user(alice)).complete
+
+
+def test_the_profile_takes_facts_about_the_user_only(memory: Memory, alice: Scope) -> None:
+    """Told by alice, "Ana lives in Lisbon" is Ana's location; in an imported log (every role
+    "other") the speakers' own facts still count, as before."""
+    told = memory.add_event(alice, {"speaker": "Alice", "role": "user", "text": "Ana lives in Lisbon. I live in Porto."})
+    memory.add_fact(alice, {"text": "Alice lives in Porto", "subject": "Alice", "predicate": "lives_in", "object": "Porto", "sources": [told.id]})
+    memory.add_fact(alice, {"text": "Ana lives in Lisbon", "subject": "Ana", "predicate": "lives_in", "object": "Lisbon", "sources": [told.id]})  # newer: it would win without the filter
+    assert memory.profile(alice).location.value == "Porto"
+
+    imported = Scope(user_id="conv-1")
+    said = memory.add_event(imported, {"speaker": "Caroline", "role": "other", "text": "I moved to Boston."})
+    memory.add_fact(imported, {"text": "Caroline lives in Boston", "subject": "Caroline", "predicate": "lives_in", "object": "Boston", "sources": [said.id]})
+    assert memory.profile(imported).location.value == "Boston"
