@@ -49,6 +49,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
 
+from personagraph.memory import Scope
 from personagraph.memory.errors import ConfigurationError, InvalidRecordError
 from personagraph.tools import (
     ScopeConflictError,
@@ -233,8 +234,21 @@ def serve_graph(
 
 
 def _reflection(assistant: Assistant) -> CompiledStateGraph:
-    # The graph the background executor runs, acting for the authenticated user only.
-    return serve_graph(assistant.reflection.graph, tenant=assistant.settings.tenant, name="reflection", fill_thread=False)
+    """The graph the background executor runs, under the same per-user lock (so a served run and
+    the executor never reflect the same events twice), acting for the authenticated user only."""
+    from personagraph.graphs.reflection.graph import ReflectionState
+    from personagraph.graphs.reflection.runner import reflect_batch
+
+    def reflect(state: ReflectionState) -> dict[str, Any]:
+        scope = Scope(tenant=state.get("tenant") or assistant.settings.tenant, user_id=state["user_id"])
+        return {"report": reflect_batch(assistant.memory, assistant.reflection.graph, scope,
+                                        state.get("thread_id") or "", state.get("event_ids") or None)}
+
+    locked = StateGraph(ReflectionState)
+    locked.add_node("reflect", reflect)
+    locked.add_edge(START, "reflect")
+    locked.add_edge("reflect", END)
+    return serve_graph(locked.compile(name="reflection"), tenant=assistant.settings.tenant, name="reflection", fill_thread=False)
 
 
 def _from_spec(assistant: Assistant) -> CompiledStateGraph:

@@ -158,7 +158,9 @@ def test_served_reflection_acts_for_the_authenticated_user_only(memory: Memory) 
 
     for user in ("alice", "bob"):
         memory.add_event(Scope(tenant="acme", user_id=user), {"speaker": user, "text": f"I live in {user.title()}ville.", "thread_id": "t"})
-    served = server.serve_graph(build_reflection_graph(memory, None), tenant="acme", name="reflection", fill_thread=False)
+    assistant = SimpleNamespace(memory=memory, reflection=SimpleNamespace(graph=build_reflection_graph(memory, None)),
+                                settings=SimpleNamespace(tenant="acme"))
+    served = server._reflection(assistant)  # type: ignore[arg-type]
     as_alice = {"configurable": {"langgraph_auth_user_id": "alice", "langgraph_auth_user": {"tenant": "acme"}}}
 
     with pytest.raises(ScopeConflictError, match="user_id 'bob'"):

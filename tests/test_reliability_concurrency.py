@@ -196,16 +196,15 @@ def test_a_search_during_another_users_forget_still_works(disk_memory: Memory, m
     bob = Scope(user_id="bob")
     disk_memory.add_event(ALICE, Event(id="evt_a", thread_id="t", speaker="user", text="I keep bees"))
     disk_memory.add_event(bob, Event(id="evt_b", thread_id="t", speaker="user", text="I keep wasps"))
-    rebuild, searches = edge.rebuild_shard, []
+    swap, searches = edge.swap_in, []
 
-    def rebuild_while_alice_searches(*args: Any) -> Any:
-        fresh = rebuild(*args)  # the old shard is closed now, and the index still holds it
+    def swap_while_alice_searches(*args: Any) -> Any:
         searches.append(threading.Thread(target=lambda: searches.append(_race(lambda: disk_memory.search(ALICE, "bees"))[0])))
-        searches[0].start()
+        searches[0].start()  # the old shard is closed now, and the index still holds it
         searches[0].join(timeout=2)  # a purge that excludes users of the shard makes the search wait
-        return fresh
+        return swap(*args)
 
-    monkeypatch.setattr(edge, "rebuild_shard", rebuild_while_alice_searches)
+    monkeypatch.setattr(edge, "swap_in", swap_while_alice_searches)
     disk_memory.forget_user(bob)
     searches[0].join()
     assert not isinstance(searches[1], Exception), searches[1]

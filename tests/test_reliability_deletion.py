@@ -72,3 +72,25 @@ def test_a_purge_cut_short_at_any_step_leaves_one_whole_index(tmp_path: Path, em
     assert reopened.index.keys(kept) == keys
     assert not fresh.exists() and not old.exists()
     reopened.close()
+
+
+def test_a_purge_that_fails_midway_leaves_the_index_open_and_whole(
+    tmp_path: Path, embedder, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from personagraph.memory.index import edge
+
+    memory = _disk_memory(tmp_path, embedder)
+    kept = Scope(user_id="kept")
+    memory.add_events(kept, [{"speaker": "k", "text": f"note {i}"} for i in range(3)])
+    keys = memory.index.keys(kept)
+
+    def disk_full(path: Path) -> None:
+        (path.with_name(path.name + ".rebuild")).rename(path.with_name("elsewhere"))  # the copy is lost
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(edge, "swap_in", disk_full)
+    with pytest.raises(OSError):
+        memory.index.purge()
+    assert memory.index.keys(kept) == keys  # reopened, on the old shard
+    assert memory.search(kept, "note").items
+    memory.close()

@@ -40,7 +40,7 @@ from ..embedding import SparseVector as SparseTuple
 from ..errors import StoreInUseError
 from ..scope import Scope
 from .base import IndexHit, IndexPoint, IndexQuery, point_uuid
-from .edge_purge import rebuild_shard, recover_rebuild
+from .edge_purge import copy_live_points, recover_rebuild, swap_in
 
 _PAYLOAD_FIELDS = ["kind", "record_id", "time"]
 T = TypeVar("T")
@@ -146,7 +146,13 @@ class EdgeIndex:
     def purge(self) -> None:
         """Erase deleted points from the files (segments and write-ahead log), not only from
         answers: see edge_purge.py. Costs a copy of the live points; forgetting a user calls it."""
-        self._shard = rebuild_shard(self.path, self._shard, lambda p: self._create(p, self.dim))
+        copy_live_points(self.path, self._shard, lambda p: self._create(p, self.dim))
+        self._shard.close()
+        try:
+            swap_in(self.path)
+        finally:  # whatever failed, one whole shard is at `path` again, and open
+            recover_rebuild(self.path)
+            self._shard = EdgeShard.load(str(self.path))
 
     @staticmethod
     def _config(dim: int) -> EdgeConfig:

@@ -4,12 +4,12 @@ A delete in Qdrant marks points as gone; their vectors and payload stay in the s
 until a vacuum, and the write-ahead log keeps the original upserts until it rotates (measured
 here: a forgotten user's label and dense vectors were still in `segments/` and `wal/` after
 `forget_user`). Dense vectors can be inverted back towards the text, so a forget that leaves
-them is not a forget. `rebuild_shard` copies the live points into a fresh shard and swaps the
-folders: the new segments and log hold nothing that was deleted.
+them is not a forget. `copy_live_points` copies the live points into a fresh shard and `swap_in`
+swaps the folders: the new segments and log hold nothing that was deleted.
 
 Crash safety: the copy is built in `<path>.rebuild`; the swap renames `<path>` to `<path>.old`
 and the copy to `<path>`, then removes `<path>.old`. `recover_rebuild` (run before opening)
-finishes or undoes a swap a crash interrupted, so the shard is always whole; an interrupted
+finishes or undoes a swap a crash (or an error) interrupted, so the shard is always whole; an interrupted
 purge is redone by the journal replay of the forget that asked for it.
 """
 
@@ -29,7 +29,7 @@ def _siblings(path: Path) -> tuple[Path, Path]:
 
 
 def recover_rebuild(path: Path) -> None:
-    """Leave `path` holding one whole shard after a crash at any step of `rebuild_shard`."""
+    """Leave `path` holding one whole shard after a crash at any step of a purge (copy, close, swap)."""
     fresh, old = _siblings(path)
     if old.exists():
         if path.exists():  # the swap finished; only the old copy's removal was cut short
@@ -44,10 +44,9 @@ def recover_rebuild(path: Path) -> None:
         shutil.rmtree(fresh)
 
 
-def rebuild_shard(path: Path, shard: EdgeShard, create: Callable[[Path], EdgeShard]) -> EdgeShard:
-    """Copy `shard`'s live points into a new shard made by `create`, swap it in at `path`, and
-    return it opened. `shard` is closed on return."""
-    fresh, old = _siblings(path)
+def copy_live_points(path: Path, shard: EdgeShard, create: Callable[[Path], EdgeShard]) -> None:
+    """Build `<path>.rebuild` from `shard`'s live points (the shard stays open and in use)."""
+    fresh, _ = _siblings(path)
     if fresh.exists():
         shutil.rmtree(fresh)
     shard.flush()
@@ -63,8 +62,11 @@ def rebuild_shard(path: Path, shard: EdgeShard, create: Callable[[Path], EdgeSha
         copy.flush()
     finally:
         copy.close()
-    shard.close()
+
+
+def swap_in(path: Path) -> None:
+    """Put the finished copy in place of the shard at `path` (closed by the caller)."""
+    fresh, old = _siblings(path)
     path.rename(old)
     fresh.rename(path)
     shutil.rmtree(old)
-    return EdgeShard.load(str(path))
