@@ -23,7 +23,7 @@ from .artifacts import remove_weights, weights_left
 from .cascade import plan_event_cascade
 from .changes import ChangeSet
 from .embedding import Bm25Encoder, Embedder
-from .errors import InvalidRecordError, RecordNotFoundError
+from .errors import InvalidRecordError, RecordNotFoundError, shown
 from .graph import GraphCache, ScopeGraph
 from .index.base import OPEN_END, OPEN_START, IndexPoint, IndexQuery, VectorIndex, ts
 from .models import (
@@ -229,7 +229,7 @@ class Memory:
     def _require(self, scope: Scope, kind: RecordKind, record_id: str) -> Record:
         record = self.records.get(_check_scope(scope), kind, record_id)
         if record is None:
-            raise RecordNotFoundError(f"no {kind} {record_id!r} in this scope")
+            raise RecordNotFoundError(f"no {kind} {shown(record_id)} in this scope")
         return record
 
     # ================================================================== episodic

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import reprlib
+
 
 class PersonagraphError(Exception):
     """Base class of every error personagraph raises on purpose."""
@@ -31,3 +33,13 @@ class StoreInUseError(ConfigurationError):
     """Another process (or another open in this one) holds this embedded data dir: SQLite + Qdrant
     Edge take one process per data dir. Nothing was opened or changed; the message says how to
     share memory between processes (Qdrant and PostgreSQL servers)."""
+
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother = 3, 80, 80
+
+
+def shown(value: object) -> str:
+    """A caller's value as an error message quotes it: short, and safe for any value (the repr of
+    a deeply nested one would itself fail with RecursionError)."""
+    return _SHOWN.repr(value)

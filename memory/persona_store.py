@@ -40,7 +40,7 @@ from pydantic import ValidationError
 
 from . import store_native
 from .api import Memory
-from .errors import InvalidRecordError
+from .errors import InvalidRecordError, shown
 from .models import StoreItem, item_id, now
 from .scope import Scope
 from .store_filters import check_filter, matches, namespace_matches
@@ -265,7 +265,7 @@ class PersonaStore(BaseStore):
         value = _value(op.value)
         ttl = op.ttl if op.ttl is not NOT_PROVIDED else (self.ttl_config or {}).get("default_ttl")
         if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl <= _MAX_TTL_MINUTES):
-            raise InvalidRecordError(f"ttl is a number of minutes above 0 and at most {_MAX_TTL_MINUTES}, got {ttl!r}")
+            raise InvalidRecordError(f"ttl is a number of minutes above 0 and at most {_MAX_TTL_MINUTES}, got {shown(ttl)}")
         stamp = now()
         created = existing.created_at if existing is not None and not existing.expired(stamp) else stamp
         try:
@@ -275,7 +275,7 @@ class PersonaStore(BaseStore):
                 expires_at=stamp + timedelta(minutes=ttl) if ttl else None,
             )
         except ValidationError as exc:
-            raise InvalidRecordError(f"store item {op.namespace}/{op.key!r}: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from exc
+            raise InvalidRecordError(f"store item {op.namespace}/{shown(op.key)}: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from exc
 
     def _text(self, value: dict[str, Any], index: Any) -> str:
         if index is False:
@@ -325,7 +325,7 @@ def _check_op(op: Any) -> None:
         if op.namespace[0] == "langgraph":
             raise InvalidNamespaceError(f'Root label for namespace cannot be "langgraph". Got: {op.namespace}')
     if isinstance(op, (GetOp, PutOp)) and (not isinstance(op.key, str) or not op.key):
-        raise InvalidRecordError(f"keys are non-empty strings, got {op.key!r}")
+        raise InvalidRecordError(f"keys are non-empty strings, got {shown(op.key)}")
 
 
 def _value(value: Any) -> dict[str, Any]:
@@ -364,4 +364,4 @@ def _check_paging(limit: Any, offset: Any, **optional: Any) -> None:
     """limit and offset (and max_depth, where given) are non-negative integers."""
     for name, value in (("limit", limit), ("offset", offset), *((k, v) for k, v in optional.items() if v is not None)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InvalidRecordError(f"{name} must be a non-negative integer, got {value!r}")
+            raise InvalidRecordError(f"{name} must be a non-negative integer, got {shown(value)}")

@@ -14,7 +14,7 @@ from typing import Any
 
 from langgraph.store.base import MatchCondition
 
-from .errors import InvalidRecordError
+from .errors import InvalidRecordError, shown
 
 _MISSING = object()
 _ORDERING: dict[str, Callable[[float, float], bool]] = {
@@ -31,11 +31,11 @@ def check_filter(filter: Mapping[str, Any] | None) -> None:
         raise InvalidRecordError(f"a filter is a mapping of field to condition, got {type(filter).__name__}")
     for field, condition in filter.items():
         if not isinstance(field, str) or not field:
-            raise InvalidRecordError(f"filter fields are non-empty strings, got {field!r}")
+            raise InvalidRecordError(f"filter fields are non-empty strings, got {shown(field)}")
         if isinstance(condition, Mapping) and any(isinstance(k, str) and k.startswith("$") for k in condition):
             unknown = set(condition) - OPERATORS
             if unknown:
-                raise InvalidRecordError(f"unknown filter operators {sorted(unknown)} on {field!r}: use {sorted(OPERATORS)}")
+                raise InvalidRecordError(f"unknown filter operators {sorted(unknown)} on {shown(field)}: use {sorted(OPERATORS)}")
 
 
 def matches(value: Mapping[str, Any], filter: Mapping[str, Any] | None) -> bool:
@@ -93,5 +93,5 @@ def _namespace_condition(namespace: tuple[str, ...], condition: MatchCondition) 
     elif condition.match_type == "suffix":
         labels = namespace[len(namespace) - len(path):]
     else:
-        raise InvalidRecordError(f"namespace match type must be prefix or suffix, got {condition.match_type!r}")
+        raise InvalidRecordError(f"namespace match type must be prefix or suffix, got {shown(condition.match_type)}")
     return all(want == "*" or want == got for want, got in zip(path, labels, strict=True))

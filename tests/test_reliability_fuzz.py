@@ -201,3 +201,35 @@ def test_the_cli_answers_junk_without_a_traceback(tmp_path: Path, embedder: Mini
         result = CliRunner().invoke(cli.app, ["--data-dir", str(tmp_path / "data"), *args])
     assert result.exit_code != 0
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+
+
+def test_a_deeply_nested_junk_id_gets_a_typed_error_not_a_recursion_error(disk_memory: Memory, alice: Scope) -> None:
+    nested: object = "x"
+    for _ in range(5_000):
+        nested = [nested]
+    with pytest.raises(PersonagraphError):
+        disk_memory.forget_event(alice, nested)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("body", [
+    "team_id=T1&user_id=U1&command=%2Fmemory&text=show&channel_id=C1",  # no response_url to answer on
+    '{"team_id": "T1", "type": "event_callback", "event": {"type": "app_mention", "user": "U1", "channel": "C1", "ts": "1.1", "text": -1}}',
+])
+def test_a_signed_request_bolt_cannot_serve_is_a_400(memory: Memory, tmp_path: Path, body: str) -> None:
+    kind = "application/json" if body.startswith("{") else "application/x-www-form-urlencoded"
+    with running_slack(memory, tmp_path) as slack:
+        assert slack.dispatch(body, signed_headers(body, kind)).status == 400
+        assert slack.answers.raised == [] and slack.listeners.raised == []
+
+
+def test_a_conversation_id_or_name_that_is_not_unicode_is_a_typed_error(memory: Memory, tmp_path: Path) -> None:
+    assistant = Assistant(memory, chat_model=FixedModel(), reflection_model="none",
+                          settings=Settings(data_dir=tmp_path, adapter_auto_train=False))
+    try:
+        with pytest.raises(PersonagraphError):
+            ChatService(assistant).answer(Speaker("discord", ("1",)), "hello", conversation=("\udd61",))
+        with pytest.raises(PersonagraphError):
+            ChatService(assistant).answer(Speaker("discord", ("1",), name="\ud800"), "hello", conversation=("c",))
+        assert memory.records.scopes() == []
+    finally:
+        assistant.close()

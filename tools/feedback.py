@@ -19,7 +19,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool
 from personagraph.memory.api import Memory
-from personagraph.memory.errors import InvalidRecordError, RecordNotFoundError
+from personagraph.memory.errors import InvalidRecordError, RecordNotFoundError, shown
 from personagraph.memory.models import Event, Feedback, PromptMessage
 from personagraph.memory.scope import Scope
 from pydantic import BaseModel, ConfigDict, Field
@@ -126,7 +126,7 @@ class FeedbackRecorder:
             raise InvalidRecordError("feedback needs the id of the reply it is about")
         reply = self.memory.records.get(scope, "event", reply_event_id)
         if not isinstance(reply, Event):
-            raise RecordNotFoundError(f"no reply {reply_event_id!r} for this user")
+            raise RecordNotFoundError(f"no reply {shown(reply_event_id)} for this user")
         if reply.role != "assistant":
             raise InvalidRecordError(f"event {reply_event_id!r} is a {reply.role} message, not an answer")
         provenance = self.provenance(scope, reply_event_id) or ReplyProvenance(

@@ -24,6 +24,7 @@ from personagraph.memory.errors import (
     InvalidRecordError,
     InvalidScopeError,
     RecordNotFoundError,
+    shown,
 )
 from personagraph.memory.graph import ScopeGraph
 from personagraph.memory.models import (
@@ -242,7 +243,7 @@ class _MemoryTools:
         for kind in kinds:
             if (record := self.memory.records.get(scope, kind, record_id)) is not None:
                 return record
-        raise RecordNotFoundError(f"no {' or '.join(kinds)} {record_id!r} in this user's memory")
+        raise RecordNotFoundError(f"no {' or '.join(kinds)} {shown(record_id)} in this user's memory")
 
 
 def _entity(graph: ScopeGraph, name: str) -> str:
@@ -251,7 +252,7 @@ def _entity(graph: ScopeGraph, name: str) -> str:
         return exact
     if found := graph.entities_in(name):
         return found[0]
-    raise RecordNotFoundError(f"nothing called {name!r} in this user's memory")
+    raise RecordNotFoundError(f"nothing called {shown(name)} in this user's memory")
 
 
 def _forgotten(memory_id: str, receipts: list[ForgetReceipt]) -> str:

@@ -86,6 +86,9 @@ class RetrainScheduler:
         with self._cond:
             self.stats.last.pop(key, None)
             self._failed_at.pop(key, None)
+            if scope in self._queue:  # queued, not started: it would only fail on the forgotten events
+                self._queue.remove(scope)
+                self._busy.discard(key)
 
     def pending(self) -> int:
         with self._cond:

@@ -63,6 +63,8 @@ class ChatService:
         """A conversation's thread label: a hash of the platform's ids (channel, thread ts…)."""
         if not conversation or any(not isinstance(part, str) or not part for part in conversation):
             raise InvalidRecordError("a conversation is named by non-empty platform ids")
+        for part in conversation:
+            check_text(part, "a conversation id")
         digest = hashlib.sha256("\x1f".join((platform, *conversation)).encode()).hexdigest()[:24]
         return f"thr-{digest}"
 
@@ -75,6 +77,8 @@ class ChatService:
         if len(text) > MAX_MESSAGE_CHARS:
             raise InvalidRecordError(f"the message is longer than {MAX_MESSAGE_CHARS} characters")
         check_text(text, "the message")  # valid Unicode: it is stored, indexed and tokenized
+        if speaker.name:
+            check_text(speaker.name, "the speaker's name")
         scope = self.scope(speaker)
         with self._person(scope):  # a forget waits for an answer under way, so nothing is stored after it
             reply = self.assistant.respond(

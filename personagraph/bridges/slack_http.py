@@ -17,7 +17,8 @@ from slack_bolt.adapter.wsgi.http_request import WsgiHttpRequest
 from slack_bolt.request import BoltRequest
 from slack_bolt.response import BoltResponse
 
-_COMMAND_FIELDS = ("command", "user_id", "team_id", "channel_id")
+_EVENT_TEXT_FIELDS = ("text", "user", "channel", "channel_type", "ts", "thread_ts", "reaction", "subtype", "bot_id")
+_COMMAND_FIELDS = ("command", "user_id", "team_id", "channel_id", "response_url")
 
 
 def _header(headers: Mapping[str, str | Sequence[str]], name: str) -> str | None:
@@ -35,15 +36,17 @@ def _shape_problem(body: Any) -> str | None:
         event = body.get("event")
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):
             return "an event callback without an event object"
+        if any(k in event and not isinstance(event[k], str | None) for k in _EVENT_TEXT_FIELDS):
+            return "an event whose text, user, channel or timestamps are not strings"
     elif "command" in body and not all(isinstance(body.get(f), str) and body.get(f) for f in _COMMAND_FIELDS):
-        return "a slash command without its command, user, team and channel"
+        return "a slash command without its command, user, team, channel and response URL"
     return None
 
 
 def checked_dispatch(app: App, body: str, headers: Mapping[str, str | Sequence[str]], query: str = "") -> BoltResponse:
     """`app.dispatch` for a request from the network: a malformed one gets a 4xx instead of a crash."""
     timestamp = _header(headers, "x-slack-request-timestamp")
-    if timestamp is not None and not timestamp.strip().isdigit():
+    if timestamp is not None and not (timestamp.strip().isascii() and timestamp.strip().isdigit()):
         return BoltResponse(status=401, body={"error": "invalid request"})
     try:
         request = BoltRequest(body=body, query=query, headers=dict(headers))  # type: ignore[arg-type]
