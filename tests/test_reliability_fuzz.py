@@ -127,8 +127,9 @@ def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
 def test_a_deeply_nested_spec_is_a_spec_error(tmp_path: Path, name: str, text: str) -> None:
     path = tmp_path / name
     path.write_text(text)
-    with pytest.raises(SpecError), time_limit(CASE_SECONDS):
+    with pytest.raises(SpecError) as refused, time_limit(CASE_SECONDS):
         load_spec(path)
+    assert refused.value.issues[0].line == 1 and "nested too deeply" in str(refused.value)
 
 
 @pytest.mark.parametrize("body", ["{", "[]", '{"type": "event_callback", "event": 5, "team_id": "T1"}'])

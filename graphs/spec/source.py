@@ -45,7 +45,26 @@ def parse_source(text: str, name: str, *, is_json: bool = False) -> tuple[Any, S
     try:
         return _parse_json(text, name) if is_json else _parse_yaml(text, name)
     except RecursionError:  # the parsers recurse per level of nesting
-        raise SpecError([SpecIssue(name, None, (), "nested too deeply to be a graph spec")]) from None
+        raise SpecError([SpecIssue(name, _deepest_line(text), (), "nested too deeply to be a graph spec")]) from None
+
+
+def _deepest_line(text: str) -> int:
+    """The line where brackets nest deepest, or (block nesting) the most indented line."""
+    depth = best = 0
+    line = best_line = 1
+    for char in text:
+        if char in "[{":
+            depth += 1
+            if depth > best:
+                best, best_line = depth, line
+        elif char in "]}":
+            depth -= 1
+        elif char == "\n":
+            line += 1
+    if best > 1:
+        return best_line
+    lines = text.splitlines() or [""]
+    return max(range(len(lines)), key=lambda i: len(lines[i]) - len(lines[i].lstrip(" "))) + 1
 
 
 def _parse_yaml(text: str, name: str) -> tuple[Any, SourceMap]:
