@@ -20,6 +20,9 @@ class InvalidRecordError(PersonagraphError, ValueError):
 class RecordNotFoundError(PersonagraphError, KeyError):
     """The record does not exist in this scope (it may exist in another; that is not told)."""
 
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
 
 class IngestFormatError(PersonagraphError, ValueError):
     """An input file is not in a format personagraph can read; the message names the line."""
