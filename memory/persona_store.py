@@ -106,6 +106,16 @@ class PersonaStore(BaseStore):
         """The same work in a worker thread: the stores and the embedder block."""
         return await asyncio.to_thread(self.batch, list(ops))
 
+    def put(self, namespace: tuple[str, ...], key: str, value: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        """BaseStore's `put`, after checks it makes too late: it quotes the namespace and turns the
+        key into a string first, which fails untyped on a value nested deep enough."""
+        _check_put_args(namespace, key)
+        super().put(namespace, key, value, *args, **kwargs)
+
+    async def aput(self, namespace: tuple[str, ...], key: str, value: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        _check_put_args(namespace, key)
+        await super().aput(namespace, key, value, *args, **kwargs)
+
     # ------------------------------------------------------------------ reads
     def _get(self, op: GetOp) -> Item | None:
         scope = self.layout.scope_of(op.namespace)
@@ -328,6 +338,13 @@ def _check_op(op: Any) -> None:
         raise InvalidRecordError(f"keys are non-empty strings, got {shown(op.key)}")
 
 
+def _check_put_args(namespace: Any, key: Any) -> None:
+    if not isinstance(namespace, tuple | list) or not all(isinstance(label, str) for label in namespace):
+        raise InvalidNamespaceError(f"a namespace is a tuple of string labels, got {shown(namespace)}")
+    if isinstance(key, bool) or not isinstance(key, str | int) or key == "":  # BaseStore makes an int a string
+        raise InvalidRecordError(f"keys are non-empty strings, got {shown(key)}")
+
+
 def _value(value: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise InvalidRecordError(f"store values are JSON objects (dicts), got {type(value).__name__}")
@@ -335,6 +352,8 @@ def _value(value: Any) -> dict[str, Any]:
         return json.loads(json.dumps(dict(value), allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise InvalidRecordError(f"store values must be JSON-serializable: {exc}") from exc
+    except RecursionError:
+        raise InvalidRecordError("store values may not be nested this deep") from None
 
 
 def _leaves(value: Any, path: str = "") -> list[str]:

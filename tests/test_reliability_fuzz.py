@@ -9,6 +9,7 @@ import random
 from pathlib import Path
 
 import pytest
+from langgraph.store.base import InvalidNamespaceError
 from personagraph.graphs.spec import SpecError, load_spec
 from personagraph.memory import Memory, MiniLMEmbedder, PersonaStore, Scope
 from personagraph.memory.errors import PersonagraphError
@@ -234,3 +235,22 @@ def test_a_conversation_id_or_name_that_is_not_unicode_is_a_typed_error(memory: 
         assert memory.records.scopes() == []
     finally:
         assistant.close()
+
+
+@pytest.mark.parametrize("where", ["namespace", "key", "value"])
+def test_a_store_put_nested_past_recursion_is_a_typed_error(memory: Memory, where: str) -> None:
+    nested: object = "x"
+    for _ in range(5_000):
+        nested = (nested,)
+    args = {"namespace": ("alice", "notes"), "key": "k", "value": {"a": 1}}
+    args[where] = ("alice", nested) if where == "namespace" else nested if where == "key" else {"a": nested}
+    with pytest.raises((PersonagraphError, InvalidNamespaceError)):
+        PersonaStore(memory).put(args["namespace"], args["key"], args["value"])
+    assert memory.records.scopes() == []
+
+
+def test_memory_command_with_an_unreachable_response_url_is_still_a_200(memory: Memory, tmp_path: Path) -> None:
+    body = "team_id=T1&user_id=U0&command=%2Fmemory&text=show&channel_id=C1&response_url=http%3A%2F%2F127.0.0.1%3A9%2Frespond"
+    with running_slack(memory, tmp_path) as slack:
+        assert slack.dispatch(body, signed_headers(body, "application/x-www-form-urlencoded")).status == 200
+        assert slack.listeners.raised == [] and not any(r.exc_info for r in slack.errors.records)

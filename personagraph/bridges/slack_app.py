@@ -152,7 +152,10 @@ def _listen(service: ChatService, answers: Executor, app: App) -> App:
             except Exception as exc:  # noqa: BLE001 - the person hears it failed
                 _log.error("/memory %s failed: %s", words[0], type(exc).__name__)
                 text = "Sorry, something went wrong; nothing was changed by this message."
-            respond(text=text, response_type="ephemeral")
+            try:
+                respond(text=text, response_type="ephemeral")
+            except OSError as exc:  # the command's response URL is unreachable: there is no one left to tell
+                _log.error("/memory %s: the reply could not be sent: %s", words[0], type(exc).__name__)
 
     return app
 
