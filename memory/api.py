@@ -250,14 +250,13 @@ class Memory:
                 new.append(event)
             elif not event.same_message(old):  # type: ignore[arg-type]
                 raise InvalidRecordError(f"event id {event.id!r} is taken by a different message")
-        with self._lock:
-            timeline = self.timelines.get(scope)
-            timeline.add(new)
-            # A message that arrives out of order becomes the previous turn of one already
-            # indexed, whose BM25 text quotes its previous turn: index that one again too.
-            followers = {timeline.next(e.id) for e in new} - {e.id for e in new} - {None}
-            refresh = self.records.get_many(scope, "event", sorted(followers)).values()  # type: ignore[arg-type]
-            self._write(scope, put=[*new, *refresh])
+        timeline = self.timelines.get(scope)
+        timeline.add(new)
+        # A message that arrives out of order becomes the previous turn of one already
+        # indexed, whose BM25 text quotes its previous turn: index that one again too.
+        followers = {timeline.next(e.id) for e in new} - {e.id for e in new} - {None}
+        refresh = self.records.get_many(scope, "event", sorted(followers)).values()  # type: ignore[arg-type]
+        self._write(scope, put=[*new, *refresh])
         return [stored[e.id] for e in given]  # type: ignore[misc]
 
     @_serialized

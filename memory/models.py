@@ -43,12 +43,18 @@ def is_record_id(value: object) -> bool:
     return isinstance(value, str) and bool(_ID.fullmatch(value))
 
 
-def _unicode(value: str) -> str:
-    """Text must be valid Unicode: a lone surrogate cannot be stored, indexed or tokenized."""
+def is_unicode(text: str) -> bool:
+    """Valid Unicode (no lone surrogate), so it can be stored, indexed and tokenized."""
     try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"text holds a lone surrogate at {exc.start} (not valid Unicode)") from None
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _unicode(value: str) -> str:
+    if not is_unicode(value):
+        raise ValueError("text holds a lone surrogate (not valid Unicode)")
     return value
 
 

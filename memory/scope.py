@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from .errors import InvalidScopeError
+from .models import is_unicode
 
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,127}$")
 
@@ -73,7 +74,7 @@ class Scope(BaseModel):
         """
         if not ids or any(not isinstance(i, str) or not i for i in (platform, *ids)):
             raise InvalidScopeError("a platform and its ids are non-empty strings")
-        if any(not i.isascii() and not _encodable(i) for i in (platform, *ids)):
+        if any(not i.isascii() and not is_unicode(i) for i in (platform, *ids)):
             raise InvalidScopeError("platform ids must be valid Unicode (no lone surrogates)")
         digest = hashlib.sha256("\x1f".join((platform, *ids)).encode()).hexdigest()[:24]
         prefix = re.sub(r"[^A-Za-z0-9]", "", platform)[:16] or "p"
@@ -88,11 +89,3 @@ def label_for(raw: str) -> str:
         return validate_label(raw)
     except InvalidScopeError:
         return Scope.for_platform("id", raw).user_id
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
